@@ -1,0 +1,118 @@
+"""The ``avsm`` command line (DESIGN §5): ``avsm register``, ``avsm demo``.
+
+Errors: one line on stderr (``avsm: error: ...``), exit code 2 for bad input, no partial output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import AVSMError
+
+SAMPLE_DATA = Path(__file__).parent / "sample_data"
+ALL_METHODS = ("avsm", "affine", "vsvf-opt", "voxelmorph")
+
+
+def _register_arguments(parser: argparse.ArgumentParser, with_inputs: bool = True) -> None:
+    if with_inputs:
+        parser.add_argument("fixed", help="fixed (target) image: NIfTI, NRRD, MHA, ...")
+        parser.add_argument("moving", help="moving (source) image")
+    parser.add_argument("-o", "--output", required=with_inputs, default=None, help="output folder")
+    parser.add_argument("--method", default="vsvf-opt", help="avsm | affine | vsvf-opt | voxelmorph (default vsvf-opt)")
+    parser.add_argument("--model", default=None, help="model name or checkpoint path (network methods)")
+    parser.add_argument("--moving-labels", default=None, help="label map on the moving image's grid")
+    parser.add_argument("--fixed-labels", default=None, help="label map on the fixed image's grid (Dice in the report)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--affine-steps", type=int, default=None, help="affine optimisation steps per scale")
+    parser.add_argument("--vsvf-steps", type=int, default=None, help="vSVF optimisation iterations")
+    parser.add_argument("--instance-opt", type=int, default=None, help="instance-optimisation iterations")
+    parser.add_argument("--working-spacing", type=float, default=None, help="working grid spacing in mm")
+    parser.add_argument("--progress", default=None, choices=("json", "bar", "none"),
+                        help="progress style (default: bar on a terminal, none otherwise)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avsm", description="Deep and optimisation-based image registration")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _register_arguments(commands.add_parser("register", help="register MOVING to FIXED"))
+    demo = commands.add_parser("demo", help="register the bundled demo pair (ICBM152 template <- IXI002 T1)")
+    _register_arguments(demo, with_inputs=False)
+    return parser
+
+
+
+
+def _progress(style: Optional[str]):
+    from .progress import BarProgress, JsonLinesProgress, silent
+
+    if style is None:
+        style = "bar" if sys.stderr.isatty() else "none"
+    if style == "json":
+        return JsonLinesProgress(sys.stdout), None
+    if style == "bar":
+        bar = BarProgress()
+        return bar, bar
+    return silent, None
+
+
+def run_register(args: argparse.Namespace, fixed: str, moving: str, outdir: str,
+                 moving_labels: Optional[str], fixed_labels: Optional[str]) -> int:
+    from .pipeline import register
+
+    if args.method not in ALL_METHODS:
+        raise AVSMError(f"unknown method '{args.method}'; choose one of {', '.join(ALL_METHODS)}")
+    _check_output_writable(Path(outdir))
+    callback, bar = _progress(args.progress)
+    try:
+        result = register(fixed, moving, method=args.method, moving_labels=moving_labels, fixed_labels=fixed_labels,
+                          device=args.device, model=args.model, affine_steps=args.affine_steps,
+                          vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, progress=callback,
+                          working_spacing=args.working_spacing)
+        saved = result.save(outdir)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.progress == "json":
+        print(json.dumps({"event": "done", "outdir": str(saved), "summary": result.summary}), flush=True)
+    else:
+        print(f"outputs written to {saved}")
+        print(result.summary)
+    return 0
+
+
+def _check_output_writable(outdir: Path) -> None:
+    """Fail before any computation if the output folder cannot be created or written."""
+    import os
+
+    probe = outdir
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise AVSMError(f"output path is not a folder: {probe}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise AVSMError(f"output folder is not writable: {outdir}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "register":
+            return run_register(args, args.fixed, args.moving, args.output, args.moving_labels, args.fixed_labels)
+        if args.command == "demo":
+            outdir = args.output or "demo_output"
+            return run_register(args, str(SAMPLE_DATA / "icbm152_t1_2mm.nii.gz"),
+                                str(SAMPLE_DATA / "ixi002_t1_2mm.nii.gz"), outdir,
+                                args.moving_labels, args.fixed_labels)
+    except AVSMError as error:
+        print(f"avsm: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("avsm: error: interrupted", file=sys.stderr)
+        return 130
+    return 1

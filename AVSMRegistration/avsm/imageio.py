@@ -1,0 +1,95 @@
+"""Reading and validating images and label maps through SimpleITK (NIfTI, NRRD, MHA, ...).
+
+Every check raises :class:`AVSMError` with a message naming the file and the problem. Inputs are only
+read, never written.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import AVSMError
+from .geometry import Grid
+
+ImageLike = Union[str, os.PathLike, sitk.Image]
+
+GEOMETRY_TOLERANCE = 1e-3  # relative tolerance on spacing/origin/direction when comparing grids
+
+
+def _describe(source: ImageLike, role: str) -> str:
+    return f"{role} image '{source}'" if not isinstance(source, sitk.Image) else f"{role} image"
+
+
+def load(source: ImageLike, role: str) -> sitk.Image:
+    """Read ``source`` (a path or an image) without checking its content."""
+    if isinstance(source, sitk.Image):
+        return source
+    path = Path(source)
+    if not path.exists():
+        raise AVSMError(f"{role} file not found: {path}")
+    if not path.is_file():
+        raise AVSMError(f"{role} path is not a file: {path}")
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
+        raise AVSMError(f"{role} file cannot be read as an image: {path} ({first[:160]})") from None
+
+
+def read_intensity_image(source: ImageLike, role: str) -> sitk.Image:
+    """Load and validate a 3-D scalar image with finite, non-constant voxels; returns float32."""
+    image = load(source, role)
+    name = _describe(source, role)
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise AVSMError(f"{name} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                        "a scalar (single-channel) 3-D image is required")
+    dim = image.GetDimension()
+    size = image.GetSize()
+    if dim == 4 and size[3] == 1:
+        image = image[:, :, :, 0]
+    elif dim != 3:
+        raise AVSMError(f"{name} is {dim}-D with size {size}; a 3-D volume is required")
+    if min(image.GetSize()) < 2:
+        raise AVSMError(f"{name} has size {image.GetSize()}: it is 2-D (a single slice); a 3-D volume is required")
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    array = sitk.GetArrayViewFromImage(image)
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise AVSMError(f"{name} contains {bad} NaN or infinite voxels")
+    if float(array.max()) == float(array.min()):
+        raise AVSMError(f"{name} is constant (every voxel is {float(array.min()):g}): nothing to register")
+    return image
+
+
+def read_label_map(source: ImageLike, role: str, image: sitk.Image) -> sitk.Image:
+    """Load a label map and check it is an integer 3-D map on exactly ``image``'s grid."""
+    labels = load(source, role)
+    name = _describe(source, role)
+    if labels.GetNumberOfComponentsPerPixel() != 1 or labels.GetDimension() != 3:
+        raise AVSMError(f"{name} must be a scalar 3-D label map (got {labels.GetDimension()}-D, "
+                        f"{labels.GetNumberOfComponentsPerPixel()} components)")
+    array = sitk.GetArrayViewFromImage(labels)
+    if not np.isfinite(array).all() or not np.array_equal(array, np.round(array)) or array.min() < 0:
+        raise AVSMError(f"{name} must hold non-negative integer labels")
+    if not same_grid(Grid.of_image(labels), Grid.of_image(image)):
+        raise AVSMError(f"{name} is on a different grid from its image (size {labels.GetSize()} vs "
+                        f"{image.GetSize()}, spacing {_fmt(labels.GetSpacing())} vs {_fmt(image.GetSpacing())}, "
+                        f"origin {_fmt(labels.GetOrigin())} vs {_fmt(image.GetOrigin())})")
+    return sitk.Cast(labels, sitk.sitkUInt32 if array.max() > 65535 else sitk.sitkUInt16)
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
+def same_grid(a: Grid, b: Grid, tolerance: float = GEOMETRY_TOLERANCE) -> bool:
+    if a.shape != b.shape:
+        return False
+    scale = max(max(a.spacing), 1.0)
+    return (np.allclose(a.spacing, b.spacing, atol=tolerance * scale)
+            and np.allclose(a.origin, b.origin, atol=tolerance * scale)
+            and np.allclose(a.direction, b.direction, atol=tolerance))

@@ -1,0 +1,67 @@
+"""Time integration of maps: vSVF advection (AVSM Eq. 3) and scaling and squaring (VoxelMorph).
+
+Maps hold physical LPS points (x, y, z) in mm on a grid; velocities are physical (mm per unit time).
+"""
+from __future__ import annotations
+
+import torch
+
+from .geometry import Grid, physical_points, spatial_derivative_matrix
+from .maps import sample
+
+
+def physical_gradient(field: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """``B x C x D x H x W`` -> ``B x C x 3 x D x H x W`` with ``[:, c, j] = d field_c / d x_j`` (mm^-1).
+
+    Central differences inside, one-sided at the faces (= linear extrapolation of a ghost voxel, as the
+    authors' ``FD_torch`` with mode 'linear').
+    """
+    # torch.gradient along (W, H, D) = index axes (i_x, i_y, i_z)
+    d_di = torch.stack(torch.gradient(field, dim=(4, 3, 2)), dim=2)
+    m = torch.as_tensor(spatial_derivative_matrix(grid), dtype=field.dtype, device=field.device)
+    return torch.einsum("jk,bckdhw->bcjdhw", m, d_di)
+
+
+def advection_rhs(phi: torch.Tensor, velocity: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """``-Dphi v``: the right-hand side of the advection equation phi_t + Dphi v = 0."""
+    return -torch.einsum("bcjdhw,bjdhw->bcdhw", physical_gradient(phi, grid), velocity)
+
+
+def advect_map(phi0: torch.Tensor, velocity: torch.Tensor, grid: Grid, steps: int = 10) -> torch.Tensor:
+    """Integrate phi_t + Dphi v = 0 for unit time from ``phi0`` with classic RK4 (``steps`` steps).
+
+    For a stationary ``velocity`` with flow psi_t, the solution is phi(1) = phi0 ∘ psi_1^{-1}: the new
+    deformation is composed on the fixed side of phi0 with no explicit interpolation of phi0.
+    """
+    dt = 1.0 / steps
+    phi = phi0
+    for _ in range(steps):
+        k1 = advection_rhs(phi, velocity, grid)
+        k2 = advection_rhs(phi + 0.5 * dt * k1, velocity, grid)
+        k3 = advection_rhs(phi + 0.5 * dt * k2, velocity, grid)
+        k4 = advection_rhs(phi + dt * k3, velocity, grid)
+        phi = phi + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return phi
+
+
+def flow_maps(velocity: torch.Tensor, grid: Grid, steps: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """(psi^{-1}, psi) of a stationary velocity on ``grid``: advect the identity with +v and with -v.
+
+    ``psi^{-1}`` is the pull-back deformation used for warping; ``psi`` is its inverse ("the inverse comes
+    for free by integrating -v").
+    """
+    identity = physical_points(grid, device=velocity.device, dtype=velocity.dtype)
+    return advect_map(identity, velocity, grid, steps), advect_map(identity, -velocity, grid, steps)
+
+
+def scaling_and_squaring(velocity: torch.Tensor, grid: Grid, steps: int = 7) -> torch.Tensor:
+    """exp(v) as a map for a stationary displacement-velocity field (VoxelMorph diffeomorphic variant).
+
+    ``velocity`` is ``B x 3 x D x H x W`` physical displacement (mm); returns the map id + u with
+    u = v / 2^steps composed with itself ``steps`` times: u <- u + u ∘ (id + u).
+    """
+    identity = physical_points(grid, device=velocity.device, dtype=velocity.dtype)
+    displacement = velocity / (2**steps)
+    for _ in range(steps):
+        displacement = displacement + sample(displacement, grid, identity + displacement, padding_mode="border")
+    return identity + displacement

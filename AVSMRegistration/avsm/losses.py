@@ -1,0 +1,126 @@
+"""Similarity losses and regularisers (lower is better).
+
+* :class:`MultiKernelLNCC` — AVSM's mk-LNCC (§2.2 / reference §5.1): squared local correlation over
+  dilated box windows at several sizes, strided, no padding; eps on the unnormalised variance product.
+* :func:`ncc_loss` — global normalised cross-correlation, 1 - NCC.
+* :func:`local_ncc_loss` — VoxelMorph's windowed NCC (window 9), returned as 1 - mean(lncc).
+* :func:`mse_loss`, :func:`diffusion_regulariser`.
+Images are ``B x 1 x D x H x W`` in [0, 1].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def box_sum(x: torch.Tensor, size: int, dilation: int = 1, stride: int = 1) -> torch.Tensor:
+    """Sum over dilated ``size^3`` boxes (valid positions only), as three separable 1-D passes."""
+    c = x.shape[1]
+    out = x
+    for axis in range(3):
+        shape = [1, 1, 1]
+        shape[axis] = size
+        kernel = torch.ones((c, 1, *shape), dtype=x.dtype, device=x.device)
+        dil = [1, 1, 1]
+        dil[axis] = dilation
+        st = [1, 1, 1]
+        st[axis] = stride
+        out = F.conv3d(out, kernel, stride=st, dilation=dil, groups=c)
+    return out
+
+
+def _lncc_squared(warped: torch.Tensor, fixed: torch.Tensor, size: int, dilation: int, stride: int,
+                  eps: float) -> torch.Tensor:
+    n = float(size**3)
+    stack = torch.cat([fixed, warped, fixed * fixed, warped * warped, fixed * warped], dim=1)
+    sums = box_sum(stack, size, dilation, stride)
+    s_i, s_j, s_ii, s_jj, s_ij = sums.unbind(dim=1)
+    cross = s_ij - s_i * s_j / n
+    var_i = s_ii - s_i * s_i / n
+    var_j = s_jj - s_j * s_j / n
+    return cross * cross / (var_i * var_j + eps)
+
+
+@dataclass(frozen=True)
+class LNCCScale:
+    size_ratio: float  # window size as a fraction of the smallest image dimension
+    weight: float
+    dilation: int
+
+
+# Kernel sets of the reference (selected by the smallest spatial size: >=128, >=64, else).
+LNCC_SETS: dict[int, tuple[LNCCScale, ...]] = {
+    0: (LNCCScale(1 / 16, 0.1, 2), LNCCScale(1 / 8, 0.3, 2), LNCCScale(1 / 4, 0.6, 2)),
+    1: (LNCCScale(1 / 4, 0.3, 2), LNCCScale(1 / 2, 0.7, 2)),
+    2: (LNCCScale(1 / 2, 1.0, 1),),
+}
+
+
+class MultiKernelLNCC(torch.nn.Module):
+    """mk-LNCC: sum_k w_k (1 - mean(lncc_k^2)). ``scales=None`` picks the reference set by image size."""
+
+    def __init__(self, scales: Sequence[LNCCScale] | None = None, stride_ratio: float = 0.25, eps: float = 1e-5):
+        super().__init__()
+        self.scales = tuple(scales) if scales is not None else None
+        self.stride_ratio = stride_ratio
+        self.eps = eps
+
+    def scales_for(self, shape: Sequence[int]) -> tuple[LNCCScale, ...]:
+        if self.scales is not None:
+            return self.scales
+        smallest = min(shape)
+        return LNCC_SETS[0 if smallest >= 128 else 1 if smallest >= 64 else 2]
+
+    def forward(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        smallest = min(fixed.shape[2:])
+        loss = fixed.new_zeros(())
+        for scale in self.scales_for(fixed.shape[2:]):
+            size = max(int(smallest * scale.size_ratio), 2)
+            dilation = scale.dilation
+            while (size - 1) * dilation + 1 > smallest and dilation > 1:
+                dilation -= 1
+            size = min(size, smallest)
+            stride = max(int((size + 1) * self.stride_ratio), 1)
+            lncc = _lncc_squared(warped, fixed, size, dilation, stride, self.eps)
+            loss = loss + scale.weight * (1.0 - lncc.mean())
+        return loss
+
+
+def ncc_loss(warped: torch.Tensor, fixed: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
+    """1 - global normalised cross-correlation (per batch item, averaged)."""
+    b = fixed.shape[0]
+    w = warped.reshape(b, -1)
+    f = fixed.reshape(b, -1)
+    if mask is not None:
+        m = mask.reshape(b, -1).to(w.dtype)
+    else:
+        m = torch.ones_like(f)
+    count = m.sum(dim=1, keepdim=True).clamp_min(1.0)
+    w = w - (w * m).sum(1, keepdim=True) / count
+    f = f - (f * m).sum(1, keepdim=True) / count
+    cross = (w * f * m).sum(1)
+    ncc = cross / torch.sqrt((w * w * m).sum(1) * (f * f * m).sum(1) + eps)
+    return (1.0 - ncc).mean()
+
+
+def local_ncc_loss(warped: torch.Tensor, fixed: torch.Tensor, window: int = 9, eps: float = 1e-5) -> torch.Tensor:
+    """VoxelMorph windowed NCC (squared local correlation, same padding), as 1 - mean."""
+    pad = window // 2
+    padded = [F.pad(t, (pad,) * 6) for t in (warped, fixed)]
+    lncc = _lncc_squared(padded[0], padded[1], window, 1, 1, eps)
+    return 1.0 - lncc.mean()
+
+
+def mse_loss(warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+    return torch.mean((warped - fixed) ** 2)
+
+
+def diffusion_regulariser(displacement: torch.Tensor) -> torch.Tensor:
+    """Mean squared forward difference of a ``B x 3 x D x H x W`` displacement (VoxelMorph's 'l2' grad)."""
+    dz = displacement[:, :, 1:] - displacement[:, :, :-1]
+    dy = displacement[:, :, :, 1:] - displacement[:, :, :, :-1]
+    dx = displacement[..., 1:] - displacement[..., :-1]
+    return (dz.pow(2).mean() + dy.pow(2).mean() + dx.pow(2).mean()) / 3.0

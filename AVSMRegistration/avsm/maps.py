@@ -1,0 +1,82 @@
+"""Maps and warping: pull-back sampling, composition, resampling of maps, affine maps.
+
+A map is a ``B x 3 x D x H x W`` tensor of physical LPS points (see :mod:`avsm.geometry`).
+Images are always sampled from their original grid, once; maps are composed instead of images being
+re-warped (AVSM §2.2, "maps are composed so the source is interpolated once").
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .geometry import Grid, physical_points, physical_to_normalised
+
+
+def sample(source: torch.Tensor, source_grid: Grid, points: torch.Tensor, mode: str = "bilinear",
+           padding_mode: str = "zeros") -> torch.Tensor:
+    """Sample ``source`` (``B x C x d x h x w`` on ``source_grid``) at physical ``points`` (``B x 3 x D x H x W``).
+
+    Trilinear (``mode="bilinear"`` in torch's 5-D naming) or nearest; returns ``B x C x D x H x W``.
+    Images use zero padding; maps use border padding (their value extends outside their grid).
+    """
+    if points.shape[0] != source.shape[0]:
+        points = points.expand(source.shape[0], *points.shape[1:])
+    grid = physical_to_normalised(points, source_grid)
+    return F.grid_sample(source, grid.to(source.dtype), mode=mode, padding_mode=padding_mode, align_corners=True)
+
+
+def warp_image(moving: torch.Tensor, moving_grid: Grid, phi: torch.Tensor) -> torch.Tensor:
+    """Pull-back warp ``moving(phi(x))``, trilinear, zero outside the moving image."""
+    return sample(moving, moving_grid, phi, mode="bilinear", padding_mode="zeros")
+
+
+def warp_labels(labels: torch.Tensor, labels_grid: Grid, phi: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour pull-back of an integer label map (returned as float)."""
+    return sample(labels, labels_grid, phi, mode="nearest", padding_mode="zeros")
+
+
+def resample_map(phi: torch.Tensor, phi_grid: Grid, target_grid: Grid, chunk_slices: int | None = None) -> torch.Tensor:
+    """Evaluate a map stored on ``phi_grid`` at the voxel centres of ``target_grid`` (trilinear, border).
+
+    Interpolating the map is the same as interpolating its displacement because the identity is linear.
+    ``chunk_slices`` bounds peak memory on large target grids by processing that many D-slices at a time.
+    """
+    if chunk_slices is None or chunk_slices >= target_grid.shape[0]:
+        points = physical_points(target_grid, device=phi.device, dtype=phi.dtype)
+        return sample(phi, phi_grid, points, padding_mode="border")
+    pieces = []
+    for start in range(0, target_grid.shape[0], chunk_slices):
+        stop = min(start + chunk_slices, target_grid.shape[0])
+        pieces.append(sample(phi, phi_grid, slab_points(target_grid, start, stop, phi), padding_mode="border"))
+    return torch.cat(pieces, dim=2)
+
+
+def slab_points(grid: Grid, start: int, stop: int, like: torch.Tensor) -> torch.Tensor:
+    """Physical points of D-slices ``start:stop`` of ``grid`` (``1 x 3 x (stop-start) x H x W``)."""
+    m = grid.index_to_physical_matrix()
+    sub = Grid(shape=(stop - start, grid.shape[1], grid.shape[2]), spacing=grid.spacing,
+               origin=tuple(float(v) for v in (m @ np.array([0.0, 0.0, start, 1.0]))[:3]), direction=grid.direction)
+    return physical_points(sub, device=like.device, dtype=like.dtype)
+
+
+def compose(outer: torch.Tensor, outer_grid: Grid, inner: torch.Tensor) -> torch.Tensor:
+    """``outer ∘ inner``: sample the map ``outer`` (on ``outer_grid``) at the points of ``inner``."""
+    return sample(outer, outer_grid, inner, padding_mode="border")
+
+
+def apply_affine(matrix: torch.Tensor, translation: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """``A x + b`` on a ``B x 3 x ...`` tensor of points; ``matrix`` is ``B x 3 x 3`` (or 3 x 3)."""
+    if matrix.dim() == 2:
+        matrix = matrix[None]
+        translation = translation[None]
+    b = points.shape[0]
+    flat = points.reshape(b, 3, -1)
+    out = torch.bmm(matrix.expand(b, 3, 3).to(points.dtype), flat) + translation.expand(b, 3).to(points.dtype)[..., None]
+    return out.reshape(points.shape)
+
+
+def affine_map(matrix: torch.Tensor, translation: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """The affine map ``x -> A x + b`` evaluated on ``grid`` (``B x 3 x D x H x W``)."""
+    points = physical_points(grid, device=matrix.device, dtype=matrix.dtype)
+    return apply_affine(matrix, translation, points)

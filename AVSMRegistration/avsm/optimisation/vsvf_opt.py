@@ -1,0 +1,103 @@
+"""vSVF registration by optimisation over the momentum (AVSM §2.2 / §3 "vSVF-opt").
+
+The momentum m lives on a grid of half the working resolution; v = K * m (multi-Gaussian smoother);
+the deformation psi^{-1} is the identity advected by v for unit time (RK4) and psi (the inverse) by -v.
+The full pull-back map on the working grid is phi = A ∘ upsample(psi^{-1}): the affine is applied to
+points, the moving image is interpolated once. Loss: mk-LNCC(moving ∘ phi, fixed) + lambda <m, v>.
+Starting from a given momentum this is also the per-pair instance optimisation of the networks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..geometry import Grid, coarser_grid
+from ..integrate import flow_maps, advect_map
+from ..geometry import physical_points
+from ..losses import MultiKernelLNCC, LNCCScale
+from ..maps import apply_affine, resample_map, warp_image
+from ..smoothing import DEFAULT_SIGMA_FRACTIONS, DEFAULT_WEIGHTS, MultiGaussianSmoother, default_sigmas_mm
+from .affine_opt import AffineParameters
+
+
+@dataclass
+class VSVFSettings:
+    """Settings of vSVF optimisation (defaults chosen on training pairs, see benchmarks/README)."""
+
+    iterations: int = 60
+    learning_rate: float = 1.0  # mm of momentum per Adam step
+    regularisation: float = 10.0  # lambda_vr of AVSM Eq. 5 (domain-normalised units, as the paper)
+    time_steps: int = 10  # RK4 steps for unit time
+    sigma_fractions: Sequence[float] = DEFAULT_SIGMA_FRACTIONS
+    sigma_weights: Sequence[float] = DEFAULT_WEIGHTS
+    map_resolution_factor: float = 2.0  # momentum/map grid is this many times coarser than the working grid
+    lncc_scales: Optional[Sequence[LNCCScale]] = None  # None: the reference set for the image size
+
+
+@dataclass
+class VSVFResult:
+    momentum: torch.Tensor  # 1 x 3 x d x h x w on map_grid (mm)
+    velocity: torch.Tensor  # 1 x 3 x d x h x w on map_grid (mm per unit time)
+    deformation: torch.Tensor  # psi^{-1}: 1 x 3 x d x h x w physical points on map_grid
+    inverse_deformation: torch.Tensor  # psi
+    map_grid: Grid
+    losses: list = field(default_factory=list)
+
+
+def vsvf_maps(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map_grid: Grid, time_steps: int,
+              with_inverse: bool) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """(velocity, psi^{-1}, psi or None) for a momentum on ``map_grid``."""
+    velocity = smoother(momentum)
+    if with_inverse:
+        forward, inverse = flow_maps(velocity, map_grid, time_steps)
+        return velocity, forward, inverse
+    identity = physical_points(map_grid, device=momentum.device, dtype=momentum.dtype)
+    return velocity, advect_map(identity, velocity, map_grid, time_steps), None
+
+
+def optimise_vsvf(
+    fixed: torch.Tensor,
+    fixed_grid: Grid,
+    moving: torch.Tensor,
+    moving_grid: Grid,
+    affine: AffineParameters,
+    settings: VSVFSettings = VSVFSettings(),
+    initial_momentum: Optional[torch.Tensor] = None,
+    progress: Optional[Callable[[float, str], None]] = None,
+) -> VSVFResult:
+    """Adam over the momentum; ``fixed``/``moving`` are ``1 x 1 x D x H x W`` working tensors in [0, 1]."""
+    device = fixed.device
+    map_grid = coarser_grid(fixed_grid, settings.map_resolution_factor)
+    sigmas = default_sigmas_mm(map_grid, settings.sigma_fractions)
+    smoother = MultiGaussianSmoother(map_grid, sigmas, settings.sigma_weights).to(device)
+    extent = float(np.mean([(n - 1) * s for n, s in zip(map_grid.size_xyz, map_grid.spacing)]))
+    if initial_momentum is None:
+        momentum = torch.zeros((1, 3, *map_grid.shape), device=device)
+    else:
+        momentum = initial_momentum.detach().clone().to(device)
+    momentum.requires_grad_(True)
+    matrix, translation = affine.tensors(device)
+    similarity = MultiKernelLNCC(settings.lncc_scales)
+    optimiser = torch.optim.Adam([momentum], lr=settings.learning_rate)
+    losses = []
+    for step in range(settings.iterations):
+        optimiser.zero_grad(set_to_none=True)
+        velocity, deformation, _ = vsvf_maps(momentum, smoother, map_grid, settings.time_steps, with_inverse=False)
+        phi = apply_affine(matrix, translation, resample_map(deformation, map_grid, fixed_grid))
+        warped = warp_image(moving, moving_grid, phi)
+        sim = similarity(warped, fixed)
+        # <m, v> in domain-normalised units (coordinates / extent), averaged over the grid (AVSM Eq. 5)
+        reg = settings.regularisation * (momentum * velocity).sum(dim=1).clamp_min(0).mean() / extent**2
+        loss = sim + reg
+        loss.backward()
+        optimiser.step()
+        losses.append((sim.item(), reg.item()))
+        if progress is not None:
+            progress((step + 1) / settings.iterations,
+                     f"step {step + 1}/{settings.iterations}, similarity {sim.item():.4f}, regulariser {reg.item():.4f}")
+    with torch.no_grad():
+        velocity, deformation, inverse = vsvf_maps(momentum, smoother, map_grid, settings.time_steps, with_inverse=True)
+    return VSVFResult(momentum.detach(), velocity, deformation, inverse, map_grid, losses)

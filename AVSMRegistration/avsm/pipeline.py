@@ -1,0 +1,314 @@
+"""``avsm.register``: the end-to-end registration pipeline and its result.
+
+Read like the paper's figure: validate -> normalise -> working grids -> centre of mass -> affine ->
+(vSVF) -> maps back to the fixed grid -> warp once from the original moving image -> det J, folds, Dice.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from . import __version__
+from .errors import AVSMError
+from .export import affine_transform, full_transform, inverse_transform
+from .geometry import Grid, axis_aligned_grid_covering, image_to_tensor, physical_points, tensor_to_image
+from .imageio import ImageLike, read_intensity_image, read_label_map
+from .jacobian import det_jacobian, fold_mask
+from .maps import apply_affine, resample_map, warp_image, warp_labels
+from .metrics import dice_per_label, mean_dice
+from .optimisation import AffineParameters, VSVFSettings, optimise_affine, optimise_vsvf
+from .preprocess import centre_of_mass, foreground_mask, normalise_intensity, resample_to_grid
+from .progress import StagedProgress
+
+METHODS = ("affine", "vsvf-opt")
+PLANNED_METHODS = ("avsm", "voxelmorph")
+DEFAULT_WORKING_SPACING = {"affine": 3.0, "vsvf-opt": 2.0}
+MIN_OVERLAP_FRACTION = 0.05
+# Output grids above this many voxels are processed in slabs to bound peak memory.
+SLAB_VOXELS = 4_000_000
+
+
+@dataclass
+class RegistrationResult:
+    """Everything a registration produces; ``save`` writes the DESIGN §5 files."""
+
+    fixed: sitk.Image
+    warped: sitk.Image
+    transform: sitk.Transform
+    affine: sitk.AffineTransform
+    inverse: sitk.Transform
+    det_jacobian: sitk.Image
+    folds: sitk.Image
+    report: dict
+    warped_labels: Optional[sitk.Image] = None
+    map_voxels: Optional[np.ndarray] = field(default=None, repr=False)  # 3 x D x H x W fixed-index map, for grid.png
+
+    def save(self, outdir: str | os.PathLike) -> Path:
+        """Write every output to ``outdir`` atomically: a temporary sibling folder, then a rename.
+
+        ``outdir`` may not exist or may be empty; files of an earlier run in it are replaced only once
+        the new set is complete.
+        """
+        from .visualise import save_overview
+
+        outdir = Path(outdir).resolve()
+        parent = outdir.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.partial-", dir=parent))
+        except OSError as error:
+            raise AVSMError(f"output folder is not writable: {outdir} ({error.strerror})") from None
+        try:
+            sitk.WriteImage(self.warped, str(staging / "warped.nii.gz"), useCompression=True)
+            sitk.WriteTransform(self.transform, str(staging / "transform.h5"))
+            sitk.WriteTransform(self.affine, str(staging / "affine.tfm"))
+            sitk.WriteTransform(self.inverse, str(staging / "inverse.h5"))
+            sitk.WriteImage(self.det_jacobian, str(staging / "jacobian.nii.gz"), useCompression=True)
+            sitk.WriteImage(self.folds, str(staging / "folds.nii.gz"), useCompression=True)
+            if self.warped_labels is not None:
+                sitk.WriteImage(self.warped_labels, str(staging / "warped_labels.nii.gz"), useCompression=True)
+            spacing = self.fixed.GetSpacing()
+            save_overview(staging / "grid.png", sitk.GetArrayViewFromImage(self.fixed),
+                          sitk.GetArrayViewFromImage(self.warped),
+                          self.map_voxels if self.map_voxels is not None else _identity_voxels(self.fixed),
+                          sitk.GetArrayViewFromImage(self.det_jacobian), (spacing[2], spacing[1], spacing[0]))
+            (staging / "report.json").write_text(json.dumps(self.report, indent=2) + "\n")
+            _replace_folder(staging, outdir)
+        except AVSMError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        except OSError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise AVSMError(f"cannot write outputs to {outdir}: {error.strerror or error}") from None
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return outdir
+
+    @property
+    def summary(self) -> str:
+        r = self.report
+        text = (f"{r['method']} on {r['device']}: {r['timings']['total']:.1f} s, "
+                f"folds {r['fold_count']} ({100 * r['fold_fraction']:.4f} %), "
+                f"det J {r['det_jacobian_min']:.3f}..{r['det_jacobian_max']:.3f}")
+        if r.get("dice_mean") is not None:
+            text += f", mean Dice {r['dice_mean']:.4f} over {len(r['dice_per_label'])} labels"
+        return text
+
+
+def _identity_voxels(image: sitk.Image) -> np.ndarray:
+    shape = sitk.GetArrayViewFromImage(image).shape
+    return np.stack(np.meshgrid(*(np.arange(n, dtype=np.float32) for n in shape), indexing="ij"))
+
+
+def _replace_folder(staging: Path, outdir: Path) -> None:
+    if outdir.exists():
+        if not outdir.is_dir():
+            raise AVSMError(f"output path exists and is not a folder: {outdir}")
+        for item in staging.iterdir():
+            os.replace(item, outdir / item.name)
+        staging.rmdir()
+    else:
+        os.replace(staging, outdir)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise AVSMError("device 'cuda' was requested but no CUDA GPU is available (use --device cpu or auto)")
+    if device not in ("cpu", "cuda"):
+        raise AVSMError(f"unknown device '{device}' (choose auto, cpu or cuda)")
+    return torch.device(device)
+
+
+def check_method(method: str) -> None:
+    if method in PLANNED_METHODS:
+        raise AVSMError(f"method '{method}' needs a trained network, which this version does not ship yet; "
+                        f"available methods: {', '.join(METHODS)}")
+    if method not in METHODS:
+        raise AVSMError(f"unknown method '{method}'; available methods: {', '.join(METHODS)}")
+
+
+def foreground_overlap(fixed_w: torch.Tensor, fixed_grid: Grid, moving_w: torch.Tensor, moving_grid: Grid,
+                       affine: AffineParameters) -> float:
+    """Fraction of the fixed foreground that lands on moving foreground under ``affine``."""
+    fixed_fg = torch.as_tensor(foreground_mask(fixed_w[0, 0].numpy())).float()[None, None]
+    moving_fg = torch.as_tensor(foreground_mask(moving_w[0, 0].numpy())).float()[None, None]
+    matrix, translation = affine.tensors("cpu")
+    points = apply_affine(matrix, translation, physical_points(fixed_grid))
+    landed = warp_labels(moving_fg, moving_grid, points)
+    return float((landed * fixed_fg).sum() / fixed_fg.sum().clamp_min(1.0))
+
+
+def register(
+    fixed: ImageLike,
+    moving: ImageLike,
+    method: str = "vsvf-opt",
+    moving_labels: Optional[ImageLike] = None,
+    fixed_labels: Optional[ImageLike] = None,
+    device: str = "auto",
+    model: Optional[str] = None,
+    affine_steps: Optional[int] = None,
+    vsvf_steps: Optional[int] = None,
+    instance_opt: Optional[int] = None,
+    progress: Optional[Callable[[str, float, str], None]] = None,
+    working_spacing: Optional[float] = None,
+    vsvf_settings: Optional[VSVFSettings] = None,
+) -> RegistrationResult:
+    """Register ``moving`` to ``fixed`` (SimpleITK images or paths) and return every output in memory.
+
+    ``method``: "affine" or "vsvf-opt" (the trained "avsm"/"voxelmorph" networks come in a later version).
+    ``vsvf_steps``/``instance_opt`` override the number of vSVF optimisation iterations for "vsvf-opt".
+    ``working_spacing``: isotropic mm of the working grid (default 3 mm for affine, 2 mm for vsvf-opt).
+    """
+    started = time.perf_counter()
+    check_method(method)
+    if model is not None:
+        raise AVSMError(f"--model applies to the network methods (avsm, voxelmorph), not to '{method}'")
+    torch_device = resolve_device(device)
+    timings: dict[str, float] = {}
+    weights = {"read": 1, "affine": 3, "vsvf": 10 if method == "vsvf-opt" else 0, "outputs": 2}
+    report_progress = StagedProgress(progress, weights)
+
+    tick = time.perf_counter()
+    report_progress("read", 0.0, "reading and checking inputs")
+    fixed_image = read_intensity_image(fixed, "fixed")
+    moving_image = read_intensity_image(moving, "moving")
+    moving_label_image = read_label_map(moving_labels, "moving labels", moving_image) if moving_labels is not None else None
+    fixed_label_image = read_label_map(fixed_labels, "fixed labels", fixed_image) if fixed_labels is not None else None
+    for name, value in (("affine_steps", affine_steps), ("vsvf_steps", vsvf_steps), ("instance_opt", instance_opt)):
+        if value is not None and value < 0:
+            raise AVSMError(f"{name} must be >= 0 (got {value})")
+    spacing = float(working_spacing or DEFAULT_WORKING_SPACING[method])
+    if not spacing > 0:
+        raise AVSMError(f"working spacing must be positive (got {working_spacing})")
+
+    fixed_norm = normalise_intensity(fixed_image)
+    moving_norm = normalise_intensity(moving_image)
+    fixed_grid = axis_aligned_grid_covering(Grid.of_image(fixed_image), spacing)
+    moving_grid = axis_aligned_grid_covering(Grid.of_image(moving_image), spacing)
+    fixed_w = resample_to_grid(fixed_norm, fixed_grid)
+    moving_w = resample_to_grid(moving_norm, moving_grid)
+    fixed_centre = centre_of_mass(fixed_norm)
+    initial = AffineParameters.translation_only(centre_of_mass(moving_norm) - fixed_centre)
+    overlap = foreground_overlap(fixed_w, fixed_grid, moving_w, moving_grid, initial)
+    if overlap < MIN_OVERLAP_FRACTION:
+        raise AVSMError(f"no overlap left after centre-of-mass alignment: only {100 * overlap:.1f} % of the fixed "
+                        "foreground lands on moving foreground; check that both images show the same anatomy")
+    timings["read_and_preprocess"] = time.perf_counter() - tick
+    report_progress("read", 1.0, "inputs ready")
+
+    fixed_w = fixed_w.to(torch_device)
+    moving_w = moving_w.to(torch_device)
+    tick = time.perf_counter()
+    affine_iterations = (150, 80, 30) if affine_steps is None else (affine_steps,) * 3
+    affine = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, initial, fixed_centre,
+                             iterations=affine_iterations,
+                             progress=lambda f, m: report_progress("affine", f, m))
+    timings["affine"] = time.perf_counter() - tick
+
+    deformation = inverse_deformation = map_grid = None
+    vsvf_info: dict = {}
+    if method == "vsvf-opt":
+        tick = time.perf_counter()
+        settings = vsvf_settings or VSVFSettings()
+        iterations = instance_opt if instance_opt is not None else vsvf_steps
+        if iterations is not None:
+            settings = VSVFSettings(**{**settings.__dict__, "iterations": iterations})
+        result = optimise_vsvf(fixed_w, fixed_grid, moving_w, moving_grid, affine, settings,
+                               progress=lambda f, m: report_progress("vsvf", f, m))
+        deformation, inverse_deformation, map_grid = result.deformation.cpu(), result.inverse_deformation.cpu(), result.map_grid
+        vsvf_info = {"iterations": settings.iterations, "time_steps": settings.time_steps,
+                     "regularisation": settings.regularisation, "map_grid_shape": list(map_grid.shape),
+                     "final_similarity_loss": result.losses[-1][0] if result.losses else None}
+        timings["vsvf"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    report_progress("outputs", 0.0, "warping the moving image on the fixed grid")
+    outputs = _outputs_on_fixed_grid(fixed_image, moving_image, affine, deformation, map_grid,
+                                     moving_label_image)
+    timings["outputs"] = time.perf_counter() - tick
+    transform = full_transform(affine, deformation, map_grid)
+    inverse = inverse_transform(affine, inverse_deformation, map_grid)
+    dice = None
+    if outputs["warped_labels"] is not None and fixed_label_image is not None:
+        dice = dice_per_label(sitk.GetArrayViewFromImage(outputs["warped_labels"]),
+                              sitk.GetArrayViewFromImage(fixed_label_image))
+    timings["total"] = time.perf_counter() - started
+    report_progress("outputs", 1.0, "done")
+    det = outputs["det_array"]
+    report = {
+        "method": method,
+        "model": None,
+        "model_sha256": None,
+        "device": str(torch_device),
+        "version": __version__,
+        "working_spacing_mm": spacing,
+        "fixed_size": list(fixed_image.GetSize()),
+        "moving_size": list(moving_image.GetSize()),
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "fold_count": int((det <= 0).sum()),
+        "fold_fraction": float((det <= 0).mean()),
+        "det_jacobian_min": float(det.min()),
+        "det_jacobian_max": float(det.max()),
+        "affine_matrix": affine.as_4x4().tolist(),
+        "centre_of_mass_translation": initial.translation.tolist(),
+        "dice_mean": mean_dice(dice) if dice is not None else None,
+        "dice_per_label": {str(k): round(v, 5) for k, v in dice.items()} if dice is not None else None,
+        "vsvf": vsvf_info or None,
+    }
+    return RegistrationResult(fixed=fixed_image, warped=outputs["warped"], transform=transform,
+                              affine=affine_transform(affine), inverse=inverse,
+                              det_jacobian=outputs["det_jacobian"], folds=outputs["folds"], report=report,
+                              warped_labels=outputs["warped_labels"], map_voxels=outputs["map_voxels"])
+
+
+def _outputs_on_fixed_grid(fixed_image: sitk.Image, moving_image: sitk.Image, affine: AffineParameters,
+                           deformation: Optional[torch.Tensor], map_grid: Optional[Grid],
+                           moving_labels: Optional[sitk.Image]) -> dict:
+    """The full map on the fixed grid, the warped image/labels (one interpolation), det J and folds."""
+    fixed_grid = Grid.of_image(fixed_image)
+    moving_grid = Grid.of_image(moving_image)
+    matrix, translation = affine.tensors("cpu")
+    if deformation is None:
+        phi = apply_affine(matrix, translation, physical_points(fixed_grid))
+    else:
+        phi = apply_affine(matrix, translation, resample_map(deformation, map_grid, fixed_grid, chunk_slices=_slab(fixed_grid)))
+    with torch.no_grad():
+        moving_t = image_to_tensor(moving_image)
+        warped = warp_image(moving_t, moving_grid, phi)
+        warped_labels = None
+        if moving_labels is not None:
+            labels_t = image_to_tensor(moving_labels)
+            warped_labels = tensor_to_image(warp_labels(labels_t, moving_grid, phi).round(), fixed_grid,
+                                            moving_labels.GetPixelID())
+        det = det_jacobian(phi.double(), fixed_grid).float()
+        to_index = torch.as_tensor(np.linalg.inv(fixed_grid.index_to_physical_matrix()), dtype=torch.float32)
+        flat = phi[0].reshape(3, -1)
+        index_xyz = (to_index[:3, :3] @ flat + to_index[:3, 3:4]).reshape(phi.shape[1:])
+    det_image = tensor_to_image(det, fixed_grid, sitk.sitkFloat32)
+    det_array = det[0, 0].numpy()
+    return {
+        "warped": tensor_to_image(warped, fixed_grid, sitk.sitkFloat32),
+        "warped_labels": warped_labels,
+        "det_jacobian": det_image,
+        "folds": tensor_to_image(fold_mask(det).to(torch.uint8), fixed_grid, sitk.sitkUInt8),
+        "det_array": det_array,
+        "map_voxels": index_xyz.flip(0).numpy(),  # (z, y, x) fixed voxel indices
+    }
+
+
+def _slab(grid: Grid) -> Optional[int]:
+    per_slice = grid.shape[1] * grid.shape[2]
+    return max(SLAB_VOXELS // per_slice, 1) if grid.num_voxels > SLAB_VOXELS else None
