@@ -1,0 +1,98 @@
+"""Volume node <-> SimpleITK image, the only place that converts between RAS and LPS.
+
+Slicer stores a volume's geometry as one IJKToRAS matrix (RAS millimetres); ITK and SimpleITK
+store spacing, origin and a direction matrix in LPS millimetres. The two differ by flipping the
+first two physical axes: ``p_LPS = diag(-1, -1, 1) p_RAS``. Voxel arrays are the same in both, in
+(k, j, i) = (z, y, x) order, so only the geometry changes here.
+"""
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+import vtk
+
+import slicer
+from slicer.util import arrayFromVolume, updateVolumeFromArray
+
+LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
+
+GRID_TOLERANCE = 1e-4
+"""Relative tolerance (of the voxel size) for two grids to count as the same."""
+
+
+def ijk_to_ras(node) -> np.ndarray:
+    """4x4 IJKToRAS matrix of a volume node as numpy."""
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def set_ijk_to_ras(node, matrix: np.ndarray) -> None:
+    vtk_matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            vtk_matrix.SetElement(r, c, float(matrix[r, c]))
+    node.SetIJKToRASMatrix(vtk_matrix)
+
+
+def dimensions(node) -> tuple[int, int, int]:
+    """Voxel counts (i, j, k) of a volume node; (0, 0, 0) when it holds no image."""
+    image = node.GetImageData() if node is not None else None
+    if image is None:
+        return (0, 0, 0)
+    return tuple(int(d) for d in image.GetDimensions())
+
+
+def ijk_to_ras_from_image(image: sitk.Image) -> np.ndarray:
+    """IJKToRAS of a SimpleITK image (LPS geometry)."""
+    direction_lps = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    matrix = np.eye(4)
+    matrix[:3, :3] = LPS_FROM_RAS @ direction_lps @ np.diag(image.GetSpacing())
+    matrix[:3, 3] = LPS_FROM_RAS @ np.array(image.GetOrigin(), dtype=float)
+    return matrix
+
+
+def image_from_volume(node, pixel_type: int | None = None) -> sitk.Image:
+    """Copy a scalar volume node into a SimpleITK image with LPS geometry.
+
+    The node is not touched (no storage node, no modified flag): the voxels are copied.
+    """
+    array = np.array(arrayFromVolume(node), copy=True)
+    image = sitk.GetImageFromArray(array)
+    matrix = ijk_to_ras(node)
+    spacing = np.linalg.norm(matrix[:3, :3], axis=0)
+    direction_ras = matrix[:3, :3] / spacing
+    image.SetSpacing(spacing.tolist())
+    image.SetOrigin((LPS_FROM_RAS @ matrix[:3, 3]).tolist())
+    image.SetDirection((LPS_FROM_RAS @ direction_ras).ravel().tolist())
+    if pixel_type is not None:
+        image = sitk.Cast(image, pixel_type)
+    return image
+
+
+def update_volume_from_image(node, image: sitk.Image) -> None:
+    """Fill a volume node with the voxels and geometry of a SimpleITK image."""
+    updateVolumeFromArray(node, sitk.GetArrayFromImage(image))
+    set_ijk_to_ras(node, ijk_to_ras_from_image(image))
+
+
+def same_grid(a, b, tolerance: float = GRID_TOLERANCE) -> bool:
+    """True when two volume nodes share voxel counts and IJKToRAS (within a fraction of a voxel)."""
+    if dimensions(a) != dimensions(b):
+        return False
+    ma, mb = ijk_to_ras(a), ijk_to_ras(b)
+    voxel = float(np.min(np.linalg.norm(ma[:3, :3], axis=0)))
+    return bool(np.allclose(ma, mb, rtol=0.0, atol=tolerance * max(voxel, 1e-6)))
+
+
+def describe_grid(node) -> str:
+    """Short description of a volume's grid for error messages: size, spacing and origin."""
+    matrix = ijk_to_ras(node)
+    spacing = np.linalg.norm(matrix[:3, :3], axis=0)
+    size = "x".join(str(d) for d in dimensions(node))
+    return (f"{size} voxels, spacing {'x'.join(f'{s:.3g}' for s in spacing)} mm, "
+            f"origin ({', '.join(f'{o:.1f}' for o in matrix[:3, 3])})")
+
+
+def is_scalar_volume(node) -> bool:
+    return isinstance(node, slicer.vtkMRMLScalarVolumeNode) and not isinstance(node, slicer.vtkMRMLVectorVolumeNode)

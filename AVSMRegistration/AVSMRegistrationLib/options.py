@@ -1,0 +1,97 @@
+"""Registration methods, devices and run options: one typed object, validated once.
+
+The same defaults serve the panel, the console call and the background command line, so the
+three entry points cannot drift apart.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RegistrationInputError
+
+
+@dataclass(frozen=True)
+class Method:
+    key: str          # name passed to the engine (`avsm register --method KEY`)
+    label: str        # what the panel shows
+    description: str
+
+
+METHODS: tuple[Method, ...] = (
+    Method("avsm", "AVSM (affine + vSVF network)", "Recurrent affine network followed by the vSVF network."),
+    Method("affine", "Affine only", "Recurrent affine network only: a linear transform."),
+    Method("voxelmorph", "VoxelMorph", "Affine network followed by VoxelMorph (diffeomorphic)."),
+    Method("vsvf-opt", "vSVF optimisation", "No network: optimise the vSVF momentum for this pair (slower, no model)."),
+)
+METHOD_KEYS = tuple(m.key for m in METHODS)
+DEFAULT_METHOD = "avsm"
+
+DEVICES = ("auto", "cpu", "cuda")
+"""auto: the GPU when torch sees one, the CPU otherwise."""
+
+
+def method_by_key(key: str) -> Method:
+    for method in METHODS:
+        if method.key == key:
+            return method
+    raise RegistrationInputError(f"Unknown method '{key}'; choose one of: {', '.join(METHOD_KEYS)}.")
+
+
+@dataclass(frozen=True)
+class RegistrationOptions:
+    """Engine options. None means "the engine's default for this method"."""
+
+    method: str = DEFAULT_METHOD
+    device: str = "auto"
+    model: str | None = None
+    affine_steps: int | None = None
+    vsvf_steps: int | None = None
+    instance_opt: int | None = None
+    working_spacing: float | None = None
+
+    def validated(self) -> "RegistrationOptions":
+        method_by_key(self.method)
+        if self.device not in DEVICES:
+            raise RegistrationInputError(f"Unknown device '{self.device}'; choose one of: {', '.join(DEVICES)}.")
+        for name in ("affine_steps", "vsvf_steps", "instance_opt"):
+            value = getattr(self, name)
+            if value is not None and (int(value) != value or value < 0):
+                raise RegistrationInputError(f"{name.replace('_', ' ')} must be a whole number >= 0, got {value}.")
+        if self.working_spacing is not None and not self.working_spacing > 0:
+            raise RegistrationInputError(f"Working spacing must be > 0 mm, got {self.working_spacing}.")
+        if self.model:
+            path = Path(self.model)
+            if (path.suffix or "/" in self.model or "\\" in self.model) and not path.is_file():
+                raise RegistrationInputError(f"Model file '{self.model}' does not exist.")
+        return self
+
+    def engine_kwargs(self) -> dict:
+        """Keyword arguments of `avsm.register` (only the ones that are set)."""
+        kwargs = {"method": self.method, "device": self.device}
+        for name in ("model", "affine_steps", "vsvf_steps", "instance_opt", "working_spacing"):
+            value = getattr(self, name)
+            if value not in (None, ""):
+                kwargs[name] = value
+        return kwargs
+
+    def command_line(self) -> list[str]:
+        """The same options as `avsm register` arguments."""
+        args = ["--method", self.method, "--device", self.device]
+        for name, value in self.engine_kwargs().items():
+            if name in ("method", "device"):
+                continue
+            args += ["--" + name.replace("_", "-"), str(value)]
+        return args
+
+    def replace(self, **changes) -> "RegistrationOptions":
+        return dataclasses.replace(self, **changes)
+
+
+OUTPUT_KEYS = ("transform", "affine", "warped", "warpedLabels", "jacobian", "folds")
+"""Outputs of a run. Each is requested with True (create a new node), False/None (skip) or an
+existing node (its content is replaced once the run has succeeded)."""
+
+GRID_SPACING_MM = 10.0
+"""Deformation-grid line spacing in the slice views."""

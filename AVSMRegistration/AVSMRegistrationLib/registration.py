@@ -1,0 +1,152 @@
+"""One registration from volume nodes to output nodes: check, export, run, import, clean up.
+
+`RegistrationJob` is what the panel drives (start, poll from a timer, cancel, finish);
+`register_volumes` is the blocking call the console and the module's Logic use.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import SimpleITK as sitk
+
+from .engine import EngineInputs, EngineProcess, ProgressCallback, forward, run_in_process
+from .geometry import image_from_volume
+from .labels import label_image
+from .options import OUTPUT_KEYS, RegistrationOptions
+from .outputs import RegistrationNodes, build_nodes
+from .summary import summary_text
+from .validation import check_inputs
+
+
+class RegistrationJob:
+    """A registration whose inputs passed every check. Nothing in the scene changes until `finish`
+    succeeds; after an error or `cancel` the scene is as it was and the temporary files are gone."""
+
+    def __init__(self, fixed, moving, movingLabels=None, fixedLabels=None,
+                 options: RegistrationOptions = RegistrationOptions(), outputs: dict | None = None,
+                 showGrid: bool = True, tempRoot: str | Path | None = None,
+                 python: str | None = None, launcher: list[str] | None = None):
+        outputs = {key: True for key in OUTPUT_KEYS} if outputs is None else dict(outputs)
+        check_inputs(fixed, moving, movingLabels, fixedLabels, outputs)
+        self.options = options.validated()
+        self.fixed, self.moving = fixed, moving
+        self.movingLabels, self.fixedLabels = movingLabels, fixedLabels
+        self.outputs = outputs
+        self.showGrid = showGrid
+        self.tempRoot = tempRoot
+        self.python, self.launcher = python, launcher
+        self.process: EngineProcess | None = None
+        self.workdir: Path | None = None
+        self.started_at: float | None = None
+        self.label_source = None
+
+    # -- preparation ---------------------------------------------------------------------------
+    def _engine_inputs(self) -> EngineInputs:
+        """Copies of the input voxels as SimpleITK images (LPS); the nodes are not touched."""
+        fixed = image_from_volume(self.fixed, sitk.sitkFloat32)
+        moving = image_from_volume(self.moving, sitk.sitkFloat32)
+        moving_labels = fixed_labels = None
+        if self.movingLabels is not None:
+            moving_labels, self.label_source = label_image(self.movingLabels, self.moving)
+        if self.fixedLabels is not None:
+            fixed_labels, _ = label_image(self.fixedLabels, self.fixed)
+        return EngineInputs(fixed, moving, moving_labels, fixed_labels)
+
+    def _make_workdir(self) -> Path:
+        self.workdir = Path(tempfile.mkdtemp(prefix="AVSMRegistration-", dir=self.tempRoot))
+        return self.workdir
+
+    def cleanup(self) -> None:
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    # -- background run (panel) ----------------------------------------------------------------
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+        try:
+            inputs = self._engine_inputs()
+            self.process = EngineProcess(inputs, self.options, self._make_workdir(),
+                                         python=self.python, launcher=self.launcher)
+            self.process.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.running
+
+    def poll(self, progress: ProgressCallback | None = None, log: Callable[[str], None] | None = None) -> bool:
+        """Forward new engine events; True once the engine has stopped (then call `finish`)."""
+        finished = not self.running
+        for event in self.process.poll():
+            forward(event, progress, log)
+        return finished
+
+    def cancel(self) -> None:
+        try:
+            if self.process is not None:
+                self.process.cancel()
+        finally:
+            self.cleanup()
+
+    def finish(self) -> RegistrationNodes:
+        """Import the engine's outputs into the scene (all or nothing) and remove the temporary files."""
+        try:
+            return self._import(self.process.outputs())
+        finally:
+            self.cleanup()
+
+    # -- in-process run (console) --------------------------------------------------------------
+    def run_in_process(self, progress: ProgressCallback | None = None) -> RegistrationNodes:
+        self.started_at = time.monotonic()
+        try:
+            outputs = run_in_process(self._engine_inputs(), self.options, self._make_workdir(), progress)
+            return self._import(outputs)
+        finally:
+            self.cleanup()
+
+    def _import(self, outputs) -> RegistrationNodes:
+        seconds = time.monotonic() - self.started_at
+        summary = summary_text(outputs.report, seconds, self.moving.GetName(), self.fixed.GetName())
+        labels_name = self.movingLabels.GetName() if self.movingLabels is not None else ""
+        return build_nodes(outputs, self.fixed, self.moving, self.outputs, self.label_source, labels_name,
+                           summary, self.showGrid)
+
+
+def register_volumes(fixedNode, movingNode, method: str = "avsm", movingLabels=None, fixedLabels=None,
+                     device: str = "auto", model: str | None = None, affineSteps: int | None = None,
+                     vsvfSteps: int | None = None, instanceOpt: int | None = None,
+                     workingSpacing: float | None = None,
+                     outputTransform=True, outputAffine=True, outputWarped=True, outputWarpedLabels=True,
+                     outputJacobian=True, outputFolds=True, showGrid: bool = True,
+                     progress: ProgressCallback | None = None, log: Callable[[str], None] | None = None,
+                     background: bool = False, tempRoot: str | Path | None = None,
+                     python: str | None = None, launcher: list[str] | None = None) -> RegistrationNodes:
+    """Register `movingNode` to `fixedNode` and return the created nodes (blocking).
+
+    Each output* is True (create a new node, the default), False/None (skip it) or an existing
+    node to fill. Inputs are never modified; on any error nothing is added to the scene.
+    `background=True` runs the engine as a separate `avsm register` process (as the panel does)
+    instead of calling it in this process.
+    """
+    options = RegistrationOptions(method=method, device=device, model=model or None, affine_steps=affineSteps,
+                                  vsvf_steps=vsvfSteps, instance_opt=instanceOpt, working_spacing=workingSpacing)
+    outputs = dict(zip(OUTPUT_KEYS, (outputTransform, outputAffine, outputWarped, outputWarpedLabels,
+                                     outputJacobian, outputFolds)))
+    job = RegistrationJob(fixedNode, movingNode, movingLabels, fixedLabels, options, outputs, showGrid,
+                          tempRoot, python, launcher)
+    if not background:
+        return job.run_in_process(progress)
+    job.start()
+    try:
+        job.process.wait(progress, log)
+    except BaseException:
+        job.cancel()
+        raise
+    return job.finish()

@@ -1,0 +1,119 @@
+"""Input checks run before anything is exported, started or created.
+
+`input_problem` returns the first problem as one sentence (the panel shows it on the disabled
+Register button); `check_inputs` raises it as `RegistrationInputError` (the console call).
+"""
+from __future__ import annotations
+
+import slicer
+
+from .errors import RegistrationInputError
+from .geometry import describe_grid, dimensions, is_scalar_volume, same_grid
+from .options import OUTPUT_KEYS
+
+OUTPUT_NODE_CLASSES = {
+    "transform": "vtkMRMLTransformNode",
+    "affine": "vtkMRMLTransformNode",
+    "warped": "vtkMRMLScalarVolumeNode",
+    "warpedLabels": ("vtkMRMLLabelMapVolumeNode", "vtkMRMLSegmentationNode"),
+    "jacobian": "vtkMRMLScalarVolumeNode",
+    "folds": "vtkMRMLLabelMapVolumeNode",
+}
+
+
+def _name(node) -> str:
+    return node.GetName() if node is not None else "(none)"
+
+
+def volume_problem(node, role: str) -> str | None:
+    """Why `node` cannot be the `role` ("fixed"/"moving") intensity volume, or None."""
+    if node is None:
+        return f"Select a {role} volume."
+    if isinstance(node, slicer.vtkMRMLLabelMapVolumeNode):
+        return f"The {role} volume '{_name(node)}' is a label map; pick an intensity volume."
+    image = node.GetImageData() if isinstance(node, slicer.vtkMRMLVolumeNode) else None
+    if not isinstance(node, slicer.vtkMRMLVolumeNode):
+        return f"The {role} input '{_name(node)}' is not a volume."
+    if not is_scalar_volume(node) or (image is not None and image.GetNumberOfScalarComponents() != 1):
+        components = image.GetNumberOfScalarComponents() if image is not None else "several"
+        return (f"The {role} volume '{_name(node)}' is a vector volume ({components} components); "
+                "pick a scalar volume (convert it with the Vector to Scalar Volume module).")
+    dims = dimensions(node)
+    if image is None or min(dims) == 0:
+        return f"The {role} volume '{_name(node)}' has no image data."
+    if min(dims) < 2:
+        size = " x ".join(str(d) for d in dims)
+        return f"The {role} volume '{_name(node)}' is 2-D ({size} voxels); registration needs a 3-D volume."
+    low, high = image.GetScalarRange()
+    if low == high:
+        return f"The {role} volume '{_name(node)}' is empty: every voxel is {low + 0.0:g}."
+    return None
+
+
+def labels_problem(labels, volume, role: str) -> str | None:
+    """Why `labels` cannot go with the `role` volume, or None. Label maps must share its grid."""
+    if labels is None:
+        return None
+    if isinstance(labels, slicer.vtkMRMLSegmentationNode):
+        if labels.GetSegmentation().GetNumberOfSegments() == 0:
+            return f"The {role} segmentation '{_name(labels)}' has no segments."
+        return None
+    if not isinstance(labels, slicer.vtkMRMLLabelMapVolumeNode):
+        return f"The {role} labels '{_name(labels)}' must be a label map volume or a segmentation."
+    if labels.GetImageData() is None or min(dimensions(labels)) == 0:
+        return f"The {role} label map '{_name(labels)}' has no image data."
+    if not same_grid(labels, volume):
+        return (f"The {role} label map '{_name(labels)}' is not on the grid of the {role} volume "
+                f"'{_name(volume)}' ({describe_grid(labels)} vs {describe_grid(volume)}); "
+                "resample it onto the volume first.")
+    if labels.GetImageData().GetScalarRange()[1] <= 0:
+        return f"The {role} label map '{_name(labels)}' holds no labels (every voxel is 0)."
+    return None
+
+
+def output_problem(key: str, request, inputs) -> str | None:
+    """Why an existing node cannot receive output `key`, or None."""
+    if request is None or isinstance(request, bool):
+        return None
+    classes = OUTPUT_NODE_CLASSES[key]
+    classes = classes if isinstance(classes, tuple) else (classes,)
+    if not any(request.IsA(cls) for cls in classes):
+        return f"Output '{key}' must be a {' or '.join(classes)}, not '{_name(request)}' ({request.GetClassName()})."
+    if any(request is node for node in inputs if node is not None):
+        return f"Output '{key}' would overwrite the input '{_name(request)}'; inputs are never modified."
+    return None
+
+
+def input_problem(fixed, moving, movingLabels=None, fixedLabels=None, outputs=None) -> str | None:
+    """The first reason these inputs cannot be registered, as one sentence; None when they can."""
+    for node, role in ((fixed, "fixed"), (moving, "moving")):
+        problem = volume_problem(node, role)
+        if problem:
+            return problem
+    if fixed is moving:
+        return f"The fixed and moving volumes are the same node '{_name(fixed)}'; pick two different volumes."
+    for labels, volume, role in ((movingLabels, moving, "moving"), (fixedLabels, fixed, "fixed")):
+        problem = labels_problem(labels, volume, role)
+        if problem:
+            return problem
+    if movingLabels is not None and movingLabels is fixedLabels:
+        return f"The fixed and moving labels are the same node '{_name(movingLabels)}'."
+    inputs = (fixed, moving, movingLabels, fixedLabels)
+    outputs = outputs or {}
+    for key in OUTPUT_KEYS:
+        problem = output_problem(key, outputs.get(key), inputs)
+        if problem:
+            return problem
+    existing = [node for node in outputs.values() if node is not None and not isinstance(node, bool)]
+    if len({id(node) for node in existing}) != len(existing):
+        return "The same node is selected for two outputs; pick a different node or 'create new'."
+    if not any(request not in (None, False) for request in outputs.values()) and outputs:
+        return "Select at least one output."
+    return None
+
+
+def check_inputs(fixed, moving, movingLabels=None, fixedLabels=None, outputs=None) -> None:
+    """Raise `RegistrationInputError` with the first problem of `input_problem`."""
+    problem = input_problem(fixed, moving, movingLabels, fixedLabels, outputs)
+    if problem:
+        raise RegistrationInputError(problem)
