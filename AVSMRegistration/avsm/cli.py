@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avsm", description="Deep and optimisation-based image registration")
     commands = parser.add_subparsers(dest="command", required=True)
     _register_arguments(commands.add_parser("register", help="register MOVING to FIXED"))
-    demo = commands.add_parser("demo", help="register the bundled demo pair (ICBM152 template <- IXI002 T1)")
+    demo = commands.add_parser("demo", help="register the bundled demo pair (open_ms patient07 T1 <- IXI002 T1, 2 mm)")
     _register_arguments(demo, with_inputs=False)
     return parser
 
@@ -106,9 +106,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return run_register(args, args.fixed, args.moving, args.output, args.moving_labels, args.fixed_labels)
         if args.command == "demo":
             outdir = args.output or "demo_output"
-            return run_register(args, str(SAMPLE_DATA / "icbm152_t1_2mm.nii.gz"),
-                                str(SAMPLE_DATA / "ixi002_t1_2mm.nii.gz"), outdir,
-                                args.moving_labels, args.fixed_labels)
+            return run_register(args, str(SAMPLE_DATA / "fixed_t1_2mm.nii.gz"),
+                                str(SAMPLE_DATA / "moving_t1_2mm.nii.gz"), outdir,
+                                args.moving_labels or str(SAMPLE_DATA / "moving_brainmask_2mm.nii.gz"),
+                                args.fixed_labels or str(SAMPLE_DATA / "fixed_brainmask_2mm.nii.gz"))
     except AVSMError as error:
         print(f"avsm: error: {error}", file=sys.stderr)
         return 2

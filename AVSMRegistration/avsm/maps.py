@@ -27,8 +27,20 @@ def sample(source: torch.Tensor, source_grid: Grid, points: torch.Tensor, mode: 
 
 
 def warp_image(moving: torch.Tensor, moving_grid: Grid, phi: torch.Tensor) -> torch.Tensor:
-    """Pull-back warp ``moving(phi(x))``, trilinear, zero outside the moving image."""
-    return sample(moving, moving_grid, phi, mode="bilinear", padding_mode="zeros")
+    """Pull-back warp ``moving(phi(x))``, trilinear, with ITK's boundary convention.
+
+    As ``itk::LinearInterpolateImageFunction`` in ``sitk.Resample``: a point within half a voxel of the
+    image (continuous index in [-0.5, n - 0.5]) takes the edge-clamped interpolated value, a point
+    farther out is 0. So SimpleITK resampling with the exported transform reproduces this warp.
+    """
+    if phi.shape[0] != moving.shape[0]:
+        phi = phi.expand(moving.shape[0], *phi.shape[1:])
+    grid = physical_to_normalised(phi, moving_grid).to(moving.dtype)
+    values = F.grid_sample(moving, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    size = torch.tensor(moving_grid.size_xyz, dtype=grid.dtype, device=grid.device)
+    half_voxel = torch.where(size > 1, 1.0 / (size - 1).clamp_min(1), torch.ones_like(size))
+    inside = (grid.abs() <= 1.0 + half_voxel).all(dim=-1)
+    return values * inside[:, None].to(values.dtype)
 
 
 def warp_labels(labels: torch.Tensor, labels_grid: Grid, phi: torch.Tensor) -> torch.Tensor:

@@ -56,7 +56,7 @@ class MultiGaussianSmoother(nn.Module):
             g = torch.exp(-dist2 / (2.0 * sigma**2))
             g = torch.nan_to_num(g, nan=0.0)
             kernel += w * g / g.sum()
-        self.register_buffer("kernel_fft", torch.fft.rfftn(kernel).real.to(torch.float32), persistent=False)
+        self.register_buffer("kernel_fft", torch.fft.rfftn(kernel).real, persistent=False)  # float64, cast on use
 
     def forward(self, field: torch.Tensor) -> torch.Tensor:
         d, h, w = self.shape

@@ -1,0 +1,47 @@
+"""The multi-Gaussian smoother against the analytic Gaussian."""
+import numpy as np
+import torch
+
+from avsm.geometry import Grid
+from avsm.smoothing import MultiGaussianSmoother, default_sigmas_mm
+
+GRID = Grid(shape=(40, 48, 36), spacing=(2.0, 2.0, 2.0), origin=(0.0, 0.0, 0.0), direction=tuple(np.eye(3).ravel()))
+
+
+def _impulse():
+    field = torch.zeros((1, 1, *GRID.shape), dtype=torch.float64)
+    field[0, 0, 20, 24, 18] = 1.0
+    return field
+
+
+def test_a_single_gaussian_reproduces_the_sampled_normalised_gaussian():
+    sigma = 5.0
+    smoothed = MultiGaussianSmoother(GRID, [sigma], truncate=4.0)(_impulse())[0, 0]
+    z, y, x = np.meshgrid(*(np.arange(n) for n in GRID.shape), indexing="ij")
+    dist2 = ((z - 20) ** 2 + (y - 24) ** 2 + (x - 18) ** 2) * 4.0
+    radius = 10  # ceil(4 sigma / spacing): the kernel is truncated to a cube of this radius in voxels
+    inside = (abs(z - 20) <= radius) & (abs(y - 24) <= radius) & (abs(x - 18) <= radius)
+    analytic = np.exp(-dist2 / (2 * sigma**2)) * inside
+    analytic /= analytic.sum()
+    np.testing.assert_allclose(smoothed.numpy(), analytic, atol=1e-12)
+
+
+def test_kernel_has_unit_gain_and_is_symmetric():
+    smoother = MultiGaussianSmoother(GRID, [3.0, 6.0, 9.0], [1.0, 2.0, 3.0])
+    smoothed = smoother(_impulse())[0, 0]
+    assert abs(float(smoothed.sum()) - 1.0) < 1e-9  # support (27 mm) inside the domain
+    assert torch.allclose(smoothed[20, 24, 18 - 5], smoothed[20, 24, 18 + 5], atol=1e-12)
+    assert torch.allclose(smoothed[20 - 5, 24, 18], smoothed[20 + 5, 24, 18], atol=1e-12)
+
+
+def test_convolution_does_not_wrap_around_the_domain():
+    field = torch.zeros((1, 1, *GRID.shape), dtype=torch.float64)
+    field[0, 0, 0, 24, 18] = 1.0
+    smoothed = MultiGaussianSmoother(GRID, [6.0])(field)[0, 0]
+    assert abs(float(smoothed[-1, 24, 18])) < 1e-9  # FFT round-off only; a periodic kernel gives ~1e-3
+
+
+def test_default_sigmas_are_the_paper_fractions_of_the_domain():
+    sigmas = default_sigmas_mm(GRID)
+    extent = ((36 - 1) * 2 + (48 - 1) * 2 + (40 - 1) * 2) / 3
+    np.testing.assert_allclose(sigmas, [f * extent for f in (0.05, 0.1, 0.15, 0.2, 0.25)])
