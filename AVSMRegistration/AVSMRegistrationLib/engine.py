@@ -237,3 +237,18 @@ def forward(event: dict, progress: ProgressCallback | None, log: Callable[[str],
             log(str(event["summary"]))
     elif log and event.get("message"):
         log(str(event["message"]))
+
+
+def describe_device(choice: str) -> str:
+    """What `choice` (auto/cpu/cuda) runs on here, for the panel's log."""
+    if choice == "cpu":
+        return "CPU (chosen)"
+    try:
+        import torch
+    except ImportError:
+        return f"{choice} (PyTorch is not installed yet)"
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    if choice == "cuda":
+        return "GPU requested, but PyTorch sees no CUDA GPU: the run will fail (choose auto or CPU)"
+    return "CPU (no CUDA GPU found)"

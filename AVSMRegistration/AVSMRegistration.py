@@ -1,0 +1,357 @@
+"""AVSM Registration: deep and optimisation-based deformable registration of two volumes.
+
+Module (metadata), Widget (the panel: reads widgets, calls the Logic), Logic (dependencies and
+the calls into the Qt-free scene bridge `AVSMRegistrationLib`), Test (self-test on Sample Data).
+Console use:
+
+    logic = slicer.util.getModuleLogic("AVSMRegistration")
+    nodes = logic.register(fixedNode, movingNode, method="vsvf-opt")
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Annotated, Optional, Union
+
+import qt
+import vtk
+
+import slicer
+from slicer import (vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode,
+                    vtkMRMLTransformNode)
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+from AVSMRegistrationLib import (DEFAULT_METHOD, DEVICES, METHOD_KEYS, RegistrationJob, RegistrationOptions,
+                                 input_problem, method_by_key, register_volumes)
+from AVSMRegistrationLib.engine import describe_device
+
+TORCH_REQUIREMENT = ">=2.0"
+
+
+class AVSMRegistration(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("AVSM Registration")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Registration")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["AVSMRegistration contributors"]
+        self.parent.helpText = _(
+            "Register a moving volume to a fixed volume with the AVSM networks (recurrent affine + vSVF), "
+            "VoxelMorph, or optimisation-based vSVF. Outputs: the full and affine transforms, the warped volume "
+            "and labels, a det(J) volume (blue: shrinking, white: 1, red: expanding), a fold mask (det(J) <= 0) "
+            "and a deformation grid in the slice views. The run happens in a background process; Cancel stops it.")
+        self.parent.acknowledgementText = _(
+            "Methods: Shen, Han, Xu, Niethammer, 'Networks for Joint Affine and Non-parametric Image "
+            "Registration' (CVPR 2019, AVSM/vSVF) and Balakrishnan et al., 'VoxelMorph' (IEEE TMI 2019). "
+            "Built on PyTorch, SimpleITK and the 3D Slicer scripted-module template.")
+
+
+@parameterNodeWrapper
+class AVSMRegistrationParameterNode:
+    """Panel state, saved with the scene. 0 steps / iterations means "the method's default"."""
+
+    fixedVolume: vtkMRMLScalarVolumeNode
+    movingVolume: vtkMRMLScalarVolumeNode
+    movingLabels: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
+    fixedLabels: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
+    method: Annotated[str, Choice(list(METHOD_KEYS))] = DEFAULT_METHOD
+    affineSteps: Annotated[int, WithinRange(0, 10000)] = 0
+    vsvfSteps: Annotated[int, WithinRange(0, 10000)] = 0
+    instanceOptIterations: Annotated[int, WithinRange(0, 10000)] = 0
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    modelFile: Path = Path()
+    createTransform: bool = True
+    outputTransform: vtkMRMLTransformNode
+    createAffine: bool = True
+    outputAffine: vtkMRMLTransformNode
+    createWarped: bool = True
+    outputWarped: vtkMRMLScalarVolumeNode
+    createWarpedLabels: bool = True
+    outputWarpedLabels: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
+    createJacobian: bool = True
+    outputJacobian: vtkMRMLScalarVolumeNode
+    createFolds: bool = True
+    outputFolds: vtkMRMLLabelMapVolumeNode
+    showGrid: bool = True
+
+
+class AVSMRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel. It only reads widgets and calls the Logic."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._job = None
+        self._timer = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/AVSMRegistration.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = AVSMRegistrationLogic()
+
+        self._timer = qt.QTimer()
+        self._timer.setInterval(200)
+        self._timer.connect("timeout()", self.onTimer)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.registerButton.connect("clicked(bool)", self.onRegisterButton)
+        self.ui.methodComboBox.connect("currentIndexChanged(int)", self.updateMethodDescription)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanRegister)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        if self._job is not None:
+            self.onRegisterButton()  # cancel: the scene the outputs would go to is closing
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.fixedVolume:
+            self._parameterNode.fixedVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+
+    def setParameterNode(self, inputParameterNode: Optional[AVSMRegistrationParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanRegister)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanRegister)
+            self._checkCanRegister()
+            self.updateMethodDescription()
+
+    def updateMethodDescription(self, _index=None) -> None:
+        if self._parameterNode:
+            self.ui.methodDescriptionLabel.text = method_by_key(self._parameterNode.method).description
+
+    def _checkCanRegister(self, caller=None, event=None) -> None:
+        if self._job is not None:
+            return
+        problem = self.logic.inputProblem(self._parameterNode) if self._parameterNode else _("Loading...")
+        self.ui.registerButton.enabled = problem is None
+        self.ui.registerButton.text = _("Register")
+        self.ui.registerButton.toolTip = problem or _("Register the moving volume to the fixed volume.")
+        self.ui.inputStatusLabel.text = problem or ""
+
+    def onRegisterButton(self) -> None:
+        if self._job is not None:
+            self.ui.registerButton.text = _("Cancelling...")
+            self._job.cancel()
+            self._endRun(_("Cancelled; the scene is unchanged."))
+            return
+        with slicer.util.tryWithErrorDisplay(_("Registration could not start."), waitCursor=True):
+            self.ui.statusLog.clear()
+            self.logic.ensureDependencies()
+            self.appendLog(_("Device: {device}").format(device=describe_device(self._parameterNode.device)))
+            self._job = self.logic.startRegistration(self._parameterNode)
+            self.ui.progressBar.value = 0
+            self.ui.registerButton.text = _("Cancel")
+            self.ui.registerButton.toolTip = _("Stop the registration; nothing is added to the scene.")
+            self._timer.start()
+
+    def onTimer(self) -> None:
+        if self._job is None or not self._job.poll(progress=self.onProgress, log=self.appendLog):
+            return
+        job, message = self._job, None
+        with slicer.util.tryWithErrorDisplay(_("Registration failed; the scene is unchanged."), waitCursor=True):
+            nodes = self.logic.finishRegistration(job)
+            self.logic.showResults(self._parameterNode, nodes)
+            message = nodes.summary
+        self._endRun(message or _("Failed; the scene is unchanged."))
+
+    def onProgress(self, stage: str, fraction: float, message: str) -> None:
+        self.ui.progressBar.value = int(round(100 * fraction))
+        self.ui.progressBar.format = f"{stage}: %p%"
+
+    def appendLog(self, text: str) -> None:
+        self.ui.statusLog.appendPlainText(text)
+
+    def _endRun(self, message: str) -> None:
+        self._timer.stop()
+        self._job = None
+        self.appendLog(message)
+        self._checkCanRegister()
+
+
+class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
+    """Everything the panel does, callable from the Python console. Each call goes to the
+    Qt-free `AVSMRegistrationLib`; this class adds only dependencies and Slicer paths."""
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+
+    def getParameterNode(self) -> AVSMRegistrationParameterNode:
+        return AVSMRegistrationParameterNode(super().getParameterNode())
+
+    # -- console -------------------------------------------------------------------------------
+    def register(self, fixedNode, movingNode, method: str = DEFAULT_METHOD, movingLabels=None, fixedLabels=None,
+                 **kwargs):
+        """Register `movingNode` to `fixedNode` in this process (blocks) and return the created nodes.
+        Keywords as `AVSMRegistrationLib.register_volumes` (device, model, affineSteps, vsvfSteps,
+        instanceOpt, output*=True/False/node, showGrid, progress)."""
+        self.ensureDependencies()
+        kwargs.setdefault("tempRoot", slicer.app.temporaryPath)
+        return register_volumes(fixedNode, movingNode, method=method, movingLabels=movingLabels,
+                                fixedLabels=fixedLabels, **kwargs)
+
+    # -- panel ---------------------------------------------------------------------------------
+    @staticmethod
+    def _outputs(p: AVSMRegistrationParameterNode) -> dict:
+        def request(create, node):
+            return (node or True) if create else False
+        return {"transform": request(p.createTransform, p.outputTransform),
+                "affine": request(p.createAffine, p.outputAffine),
+                "warped": request(p.createWarped, p.outputWarped),
+                "warpedLabels": request(p.createWarpedLabels, p.outputWarpedLabels),
+                "jacobian": request(p.createJacobian, p.outputJacobian),
+                "folds": request(p.createFolds, p.outputFolds)}
+
+    @staticmethod
+    def _options(p: AVSMRegistrationParameterNode) -> RegistrationOptions:
+        model = str(p.modelFile) if str(p.modelFile) not in ("", ".") else None
+        return RegistrationOptions(method=p.method, device=p.device, model=model,
+                                   affine_steps=p.affineSteps or None, vsvf_steps=p.vsvfSteps or None,
+                                   instance_opt=p.instanceOptIterations or None)
+
+    def inputProblem(self, p: AVSMRegistrationParameterNode) -> Optional[str]:
+        """Why Register is disabled (one sentence), or None."""
+        return input_problem(p.fixedVolume, p.movingVolume, p.movingLabels, p.fixedLabels, self._outputs(p))
+
+    def startRegistration(self, p: AVSMRegistrationParameterNode) -> RegistrationJob:
+        """Check the inputs and start `avsm register` in a background process."""
+        job = RegistrationJob(p.fixedVolume, p.movingVolume, p.movingLabels, p.fixedLabels, self._options(p),
+                              self._outputs(p), p.showGrid, tempRoot=slicer.app.temporaryPath,
+                              python=shutil.which("PythonSlicer") or None)
+        job.start()
+        return job
+
+    def finishRegistration(self, job: RegistrationJob):
+        return job.finish()
+
+    def showResults(self, p: AVSMRegistrationParameterNode, nodes) -> None:
+        """Remember the new output nodes in the panel and show fixed and warped together."""
+        for key, attribute in (("transform", "outputTransform"), ("affine", "outputAffine"),
+                               ("warped", "outputWarped"), ("warpedLabels", "outputWarpedLabels"),
+                               ("jacobian", "outputJacobian"), ("folds", "outputFolds")):
+            node = getattr(nodes, key)
+            if node is not None:
+                setattr(p, attribute, node)
+        if nodes.warped is not None:
+            label = nodes.folds if nodes.folds is not None and nodes.report.get("fold_count") else "keep-current"
+            slicer.util.setSliceViewerLayers(background=p.fixedVolume, foreground=nodes.warped,
+                                             foregroundOpacity=0.5, label=label)
+
+    # -- dependencies --------------------------------------------------------------------------
+    def ensureDependencies(self) -> None:
+        """Install PyTorch (through the PyTorch extension) and the engine's other requirements,
+        asking first. Called on the first Register, never at import or construction."""
+        try:
+            import PyTorchUtils
+        except ImportError as error:
+            raise RuntimeError(_("AVSM Registration needs the PyTorch extension: install it with the "
+                                 "Extensions Manager and restart Slicer.")) from error
+        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+        if not torchLogic.torchInstalled():
+            if not slicer.util.confirmOkCancelDisplay(_(
+                    "AVSM Registration needs PyTorch, which is not installed yet. Install it now? "
+                    "This downloads about 1-3 GB and may take several minutes.")):
+                raise RuntimeError(_("PyTorch is required; registration was not started."))
+            if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT) is None:
+                raise RuntimeError(_("PyTorch could not be installed; see the PyTorch Utils module."))
+        requirements = os.path.join(os.path.dirname(__file__), "requirements.txt")
+        if hasattr(slicer, "packaging"):
+            slicer.packaging.pip_ensure(slicer.packaging.load_requirements(requirements),
+                                        skip_packages=["torch", "SimpleITK", "numpy"], requester="AVSMRegistration")
+            return
+        missing = [name for name in ("tqdm", "matplotlib") if not _importable(name)]
+        if missing:
+            if not slicer.util.confirmOkCancelDisplay(_("AVSM Registration needs these Python packages: {names}. "
+                                                        "Install them now?").format(names=", ".join(missing))):
+                raise RuntimeError(_("Required Python packages are missing; registration was not started."))
+            slicer.util.pip_install(missing)
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(name) is not None
+
+
+class AVSMRegistrationTest(ScriptedLoadableModuleTest):
+    """Self-test on the Sample Data pair MRBrainTumor1 (fixed) / MRBrainTumor2 (moving).
+
+    The panel-independent checks always run; the registration itself runs when PyTorch is
+    installed (set AVSM_SELFTEST_SKIP_ENGINE=1 to skip it), with the fast affine method."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_inputChecks()
+        self.setUp()
+        self.test_registration()
+
+    def _loadPair(self):
+        import SampleData
+        fixed = SampleData.downloadSample("MRBrainTumor1")
+        moving = SampleData.downloadSample("MRBrainTumor2")
+        return fixed, moving
+
+    def test_inputChecks(self):
+        self.delayDisplay("Input checks")
+        fixed, moving = self._loadPair()
+        logic = AVSMRegistrationLogic()
+        self.assertIsNone(input_problem(fixed, moving))
+        self.assertIn("same node", input_problem(fixed, fixed))
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        with self.assertRaises(ValueError):
+            register_volumes(fixed, fixed, method="affine")
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+        parameters = logic.getParameterNode()
+        parameters.fixedVolume, parameters.movingVolume = fixed, moving
+        self.assertIsNone(logic.inputProblem(parameters))
+        self.delayDisplay("Input checks passed")
+
+    def test_registration(self):
+        if os.environ.get("AVSM_SELFTEST_SKIP_ENGINE") or not _importable("torch"):
+            self.delayDisplay("PyTorch is not installed: registration part of the self-test skipped")
+            return
+        self.delayDisplay("Affine registration of MRBrainTumor2 to MRBrainTumor1")
+        fixed, moving = self._loadPair()
+        nodes = register_volumes(fixed, moving, method="affine", tempRoot=slicer.app.temporaryPath)
+        self.assertEqual(len(nodes.nodes()), 5)  # no labels given: no warped labels
+        for volume in (nodes.warped, nodes.jacobian, nodes.folds):
+            self.assertEqual(volume.GetImageData().GetDimensions(), fixed.GetImageData().GetDimensions())
+        display = nodes.transform.GetDisplayNode()
+        self.assertEqual(display.GetVisualizationMode(), slicer.vtkMRMLTransformDisplayNode.VIS_MODE_GRID)
+        self.assertIs(nodes.transform.GetNodeReference(nodes.transform.GetFixedNodeReferenceRole()), fixed)
+        self.delayDisplay(nodes.summary)

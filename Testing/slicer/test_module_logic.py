@@ -1,0 +1,102 @@
+"""The module's Logic wired to the scene bridge, imported with stand-ins for the Qt-only parts of
+Slicer (qt, ScriptedLoadableModule, parameterNodeWrapper, i18n) that slicer-core lacks."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import slicer
+
+from slicer_test_support import MODULE_DIR, scene_state
+
+
+class _Base:
+    def __init__(self, parent=None):
+        self.parent = parent
+
+    def getParameterNode(self):
+        return None
+
+
+def _identity(cls=None, *args, **kwargs):
+    return cls if cls is not None else (lambda c: c)
+
+
+@pytest.fixture
+def module(monkeypatch, tmp_path):
+    stubs = {
+        "qt": types.SimpleNamespace(QTimer=object),
+        "slicer.ScriptedLoadableModule": SimpleNamespace(
+            ScriptedLoadableModule=_Base, ScriptedLoadableModuleWidget=_Base,
+            ScriptedLoadableModuleLogic=_Base, ScriptedLoadableModuleTest=_Base),
+        "slicer.parameterNodeWrapper": SimpleNamespace(
+            parameterNodeWrapper=_identity, Choice=lambda *a: None, WithinRange=lambda *a: None),
+        "slicer.i18n": SimpleNamespace(tr=lambda text: text, translate=lambda context, text: text),
+    }
+    for name, stub in stubs.items():
+        monkeypatch.setitem(sys.modules, name, stub)
+    monkeypatch.setattr(slicer, "app", SimpleNamespace(temporaryPath=str(tmp_path)), raising=False)
+    spec = importlib.util.spec_from_file_location("AVSMRegistration", MODULE_DIR / "AVSMRegistration.py")
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+def panel_state(nodes, **changes):
+    state = dict(fixedVolume=nodes["fixed"], movingVolume=nodes["moving"], movingLabels=None, fixedLabels=None,
+                 method="vsvf-opt", affineSteps=0, vsvfSteps=0, instanceOptIterations=0, device="cpu",
+                 modelFile=Path(), showGrid=True)
+    for key in ("Transform", "Affine", "Warped", "WarpedLabels", "Jacobian", "Folds"):
+        state[f"create{key}"], state[f"output{key}"] = True, None
+    state.update(changes)
+    return SimpleNamespace(**state)
+
+
+def test_module_metadata_at_run_time(module):
+    parent = SimpleNamespace()
+    module.AVSMRegistration(parent)
+    assert parent.title == "AVSM Registration"
+    assert parent.categories == ["Registration"]
+    assert parent.contributors and all(parent.contributors)
+    assert len(parent.acknowledgementText) > 50 and len(parent.helpText) > 50
+
+
+def test_panel_defaults_map_to_engine_defaults(module, nodes):
+    logic = module.AVSMRegistrationLogic()
+    options = logic._options(panel_state(nodes))
+    assert options.engine_kwargs() == {"method": "vsvf-opt", "device": "cpu"}  # 0 steps -> engine default
+    options = logic._options(panel_state(nodes, affineSteps=7, modelFile=Path("/models/m.pt")))
+    assert options.affine_steps == 7 and options.model == "/models/m.pt"
+
+
+def test_output_checkboxes_and_selectors_map_to_requests(module, nodes, scene):
+    logic = module.AVSMRegistrationLogic()
+    existing = scene.AddNewNodeByClass("vtkMRMLTransformNode", "mine")
+    requests = logic._outputs(panel_state(nodes, outputTransform=existing, createFolds=False))
+    assert requests["transform"] is existing
+    assert requests["folds"] is False
+    assert requests["warped"] is True
+
+
+def test_disabled_register_button_says_why(module, nodes):
+    logic = module.AVSMRegistrationLogic()
+    assert logic.inputProblem(panel_state(nodes)) is None
+    assert "same node" in logic.inputProblem(panel_state(nodes, movingVolume=nodes["fixed"]))
+    assert logic.inputProblem(panel_state(nodes, movingVolume=None)) == "Select a moving volume."
+    none = {f"create{k}": False for k in ("Transform", "Affine", "Warped", "WarpedLabels", "Jacobian", "Folds")}
+    assert logic.inputProblem(panel_state(nodes, **none)) == "Select at least one output."
+
+
+def test_start_registration_runs_in_the_background_and_cancels(module, nodes, scene, tmp_path):
+    pytest.importorskip("avsm", reason="the avsm engine (torch) is not importable")
+    before = scene_state(scene)
+    job = module.AVSMRegistrationLogic().startRegistration(panel_state(nodes))
+    assert job.running
+    job.cancel()
+    assert not job.running
+    assert scene_state(scene) == before
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,203 @@
+"""The Slicer module's files hold together: the .ui has every widget the code names and every
+parameter has a widget, CMake ships every file the module imports or loads, the metadata is
+filled in and consistent. Read as text/XML/AST: no Slicer application needed."""
+from __future__ import annotations
+
+import ast
+import re
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE = REPO / "AVSMRegistration"
+SOURCE = (MODULE / "AVSMRegistration.py").read_text()
+TREE = ast.parse(SOURCE)
+UI = ElementTree.parse(MODULE / "Resources" / "UI" / "AVSMRegistration.ui").getroot()
+
+
+def ui_widgets() -> dict[str, ElementTree.Element]:
+    return {w.get("name"): w for w in UI.iter("widget")}
+
+
+def parameter_names_in_ui() -> dict[str, str]:
+    names = {}
+    for widget in UI.iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                names[prop.find("string").text] = widget.get("name")
+    return names
+
+
+def parameter_node_fields() -> list[str]:
+    for node in TREE.body:
+        if isinstance(node, ast.ClassDef) and node.name == "AVSMRegistrationParameterNode":
+            return [item.target.id for item in node.body if isinstance(item, ast.AnnAssign)]
+    raise AssertionError("no AVSMRegistrationParameterNode class")
+
+
+def cmake_entries(path: Path) -> str:
+    return path.read_text().replace("${MODULE_NAME}", "AVSMRegistration")
+
+
+def test_ui_root_is_a_qmrmlwidget():
+    assert UI.find("widget").get("class") == "qMRMLWidget"
+
+
+def test_ui_holds_every_widget_the_code_names():
+    used = set(re.findall(r"self\.ui\.(\w+)", SOURCE))
+    assert used, "the widget uses no ui element?"
+    missing = used - set(ui_widgets())
+    assert not missing, f"named in AVSMRegistration.py but absent from the .ui: {sorted(missing)}"
+
+
+def test_every_parameter_has_exactly_one_widget_and_back():
+    fields = parameter_node_fields()
+    bound = parameter_names_in_ui()
+    assert sorted(bound) == sorted(fields)
+
+
+def test_node_selectors_follow_the_scene():
+    connected = {c.find("receiver").text for c in UI.iter("connection")
+                 if c.find("signal").text == "mrmlSceneChanged(vtkMRMLScene*)"}
+    selectors = {name for name, w in ui_widgets().items() if w.get("class") == "qMRMLNodeComboBox"}
+    assert selectors == connected
+
+
+def test_panel_sections_and_advanced_collapsed():
+    buttons = {name: w for name, w in ui_widgets().items() if w.get("class") == "ctkCollapsibleButton"}
+    titles = {w.find("property[@name='text']/string").text for w in buttons.values()}
+    assert titles == {"Inputs", "Method", "Advanced", "Outputs"}
+    advanced = buttons["advancedCollapsibleButton"]
+    assert advanced.find("property[@name='collapsed']/bool").text == "true"
+
+
+def test_outputs_default_to_create_new_and_grid_shown():
+    widgets = ui_widgets()
+    for key in ("Transform", "Affine", "Warped", "WarpedLabels", "Jacobian", "Folds"):
+        assert widgets[f"create{key}CheckBox"].find("property[@name='checked']/bool").text == "true"
+        assert widgets[f"output{key}Selector"].find("property[@name='noneDisplay']/string").text == "Create new"
+    assert widgets["showGridCheckBox"].find("property[@name='checked']/bool").text == "true"
+    assert re.search(r"createTransform: bool = True", SOURCE) and re.search(r"showGrid: bool = True", SOURCE)
+
+
+def test_module_cmake_lists_every_shipped_python_file():
+    cmake = cmake_entries(MODULE / "CMakeLists.txt")
+    listed = {entry for entry in re.findall(r"^\s+(\S+\.py)\s*$", cmake, re.MULTILINE) if "*" not in entry}
+    shipped = {"AVSMRegistration.py"} | {str(p.relative_to(MODULE)) for p in (MODULE / "AVSMRegistrationLib").glob("*.py")}
+    assert shipped == listed
+    assert re.search(r"GLOB_RECURSE AVSM_ENGINE_SCRIPTS .*\n\s+avsm/\*\.py", cmake), "engine package not shipped"
+
+
+def test_module_cmake_lists_every_loaded_resource():
+    cmake = cmake_entries(MODULE / "CMakeLists.txt")
+    loaded = set(re.findall(r'resourcePath\("([^"]+)"\)', SOURCE))
+    assert loaded == {"UI/AVSMRegistration.ui"}
+    for resource in ("Resources/UI/AVSMRegistration.ui", "Resources/Icons/AVSMRegistration.png", "requirements.txt"):
+        assert re.search(rf"^\s+{re.escape(resource)}\s*$", cmake, re.MULTILINE), resource
+        assert (MODULE / resource).is_file(), resource
+    assert '"requirements.txt"' in SOURCE  # read by ensureDependencies
+    assert "Resources/Models/*" in cmake and "avsm/sample_data/*" in cmake
+
+
+def test_every_imported_helper_module_is_shipped():
+    cmake = cmake_entries(MODULE / "CMakeLists.txt")
+    lib = MODULE / "AVSMRegistrationLib"
+    for path in [MODULE / "AVSMRegistration.py", *lib.glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module.startswith("AVSMRegistrationLib."):
+                    assert f"AVSMRegistrationLib/{node.module.split('.')[1]}.py" in cmake
+                if node.level == 1 and path.parent == lib:
+                    assert f"AVSMRegistrationLib/{node.module}.py" in cmake
+
+
+def test_module_cmake_builds_with_generic_tests_and_registers_the_self_test():
+    cmake = (MODULE / "CMakeLists.txt").read_text()
+    assert "slicerMacroBuildScriptedModule(" in cmake and "WITH_GENERIC_TESTS" in cmake
+    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in cmake
+    assert (MODULE / "Testing" / "CMakeLists.txt").is_file()
+    classes = {n.name for n in TREE.body if isinstance(n, ast.ClassDef)}
+    assert {"AVSMRegistration", "AVSMRegistrationWidget", "AVSMRegistrationLogic", "AVSMRegistrationTest"} <= classes
+    assert "MRBrainTumor1" in SOURCE and "MRBrainTumor2" in SOURCE
+
+
+def _parent_assignments() -> dict[str, ast.AST]:
+    found = {}
+    for node in ast.walk(TREE):
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute):
+            target = node.targets[0]
+            if isinstance(target.value, ast.Attribute) and target.value.attr == "parent":
+                found[target.attr] = node.value
+    return found
+
+
+def _text_of(value: ast.AST) -> str:
+    return " ".join(n.value for n in ast.walk(value) if isinstance(n, ast.Constant) and isinstance(n.value, str))
+
+
+@pytest.mark.parametrize("attribute", ["title", "categories", "contributors", "helpText", "acknowledgementText"])
+def test_module_metadata_is_filled_in(attribute):
+    value = _parent_assignments()[attribute]
+    assert len(_text_of(value).strip()) > 3, attribute
+
+
+def test_category_is_registration():
+    assert "Registration" in _text_of(_parent_assignments()["categories"])
+
+
+def test_nothing_is_installed_at_import_or_construction():
+    install_calls = {"pip_install", "pip_ensure", "installTorch"}
+    allowed = {"ensureDependencies"}
+    for node in ast.walk(TREE):
+        if isinstance(node, ast.FunctionDef) and node.name not in allowed:
+            called = {n.func.attr for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+            assert not called & install_calls, node.name
+    top_level_calls = [n for n in TREE.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
+    assert not top_level_calls
+
+
+def _cmake_metadata() -> dict[str, str]:
+    text = (REPO / "CMakeLists.txt").read_text()
+    return dict(re.findall(r'set\((EXTENSION_\w+) "([^"]*)"\)', text))
+
+
+def _s4ext() -> dict[str, str]:
+    entries = {}
+    for line in (REPO / "AVSMRegistration.s4ext").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            entries[key] = value.strip()
+    return entries
+
+
+def test_extension_metadata_matches_the_s4ext():
+    cmake, s4ext = _cmake_metadata(), _s4ext()
+    assert cmake["EXTENSION_CATEGORY"] == s4ext["category"] == "Registration"
+    assert cmake["EXTENSION_DEPENDS"] == s4ext["depends"] == "PyTorch"
+    for cmake_key, s4ext_key in (("EXTENSION_HOMEPAGE", "homepage"), ("EXTENSION_CONTRIBUTORS", "contributors"),
+                                 ("EXTENSION_DESCRIPTION", "description"), ("EXTENSION_ICONURL", "iconurl"),
+                                 ("EXTENSION_SCREENSHOTURLS", "screenshoturls")):
+        assert cmake[cmake_key] == s4ext[s4ext_key] and cmake[cmake_key], cmake_key
+    text = (REPO / "CMakeLists.txt").read_text()
+    assert "add_subdirectory(AVSMRegistration)" in text and "Slicer_EXTENSION_CPACK" in text
+
+
+def test_icon_and_screenshot_urls_point_at_files_in_the_repository():
+    cmake = _cmake_metadata()
+    for url in [cmake["EXTENSION_ICONURL"], *cmake["EXTENSION_SCREENSHOTURLS"].split()]:
+        relative = url.split("/main/", 1)[1]
+        assert (REPO / relative).is_file(), relative
+
+
+def test_icons_are_128_pixels_square():
+    from PIL import Image
+    for path in (REPO / "Resources" / "AVSMRegistration.png", MODULE / "Resources" / "Icons" / "AVSMRegistration.png"):
+        assert Image.open(path).size == (128, 128)
+
+
+def test_requirements_name_the_engine_dependencies():
+    requirements = (MODULE / "requirements.txt").read_text()
+    names = {re.split(r"[<>=! ]", line)[0] for line in requirements.splitlines() if line and not line.startswith("#")}
+    assert {"torch", "tqdm", "matplotlib"} <= names
