@@ -196,7 +196,10 @@ class EngineProcess:
                 os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=grace)
         except (subprocess.TimeoutExpired, ProcessLookupError, OSError):
-            self.process.kill() if os.name == "nt" else _kill_group(self.process.pid)
+            if os.name == "nt":
+                self.process.kill()
+            else:
+                _kill_group(self.process.pid)
             self.process.wait(timeout=grace)
 
     def error_message(self) -> str:

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 import vtk
 
 import slicer
-from slicer.util import arrayFromVolume, updateVolumeFromArray
+from slicer.util import updateVolumeFromArray
 
 from .geometry import image_from_volume, ijk_to_ras, set_ijk_to_ras, update_volume_from_image
 
@@ -73,9 +73,7 @@ def label_image(labels, volume) -> tuple[sitk.Image, LabelSource]:
         merged, reference, on_grid, False, True)
     holder = slicer.vtkMRMLLabelMapVolumeNode()  # never added to the scene
     slicer.vtkSlicerSegmentationsModuleLogic.CopyOrientedImageDataToVolumeNode(on_grid, holder)
-    array = np.array(arrayFromVolume(holder), dtype=np.uint16, copy=True)
-    set_ijk_to_ras(holder, ijk_to_ras(volume))
-    updateVolumeFromArray(holder, array)
+    set_ijk_to_ras(holder, ijk_to_ras(volume))  # exactly the volume's grid, not a float round trip of it
     return image_from_volume(holder, sitk.sitkUInt16), LabelSource(True, segments)
 
 

@@ -49,7 +49,7 @@ def _load_transform(node, path) -> None:
 
 
 def _on_fixed_grid(image: sitk.Image, fixed) -> sitk.Image:
-    """Engine outputs are on the fixed grid; check it and take the fixed node's exact geometry."""
+    """Engine outputs are on the fixed grid (the caller then copies the fixed node's IJKToRAS exactly)."""
     array_shape = tuple(reversed(image.GetSize()))
     fixed_shape = tuple(reversed(fixed.GetImageData().GetDimensions()))
     if array_shape != fixed_shape:

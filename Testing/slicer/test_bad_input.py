@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 import slicer
 
 from AVSMRegistrationLib import RegistrationInputError, input_problem, register_volumes

@@ -32,8 +32,13 @@ def harden_copy_on_fixed_grid(scene, moving, transform, fixed) -> np.ndarray:
 
 
 def test_vsvf_run_in_process_builds_consistent_nodes(scene, nodes, tmp_path):
+    progress = []
     result = register_volumes(nodes["fixed"], nodes["moving"], method="vsvf-opt", movingLabels=nodes["movingLabels"],
-                              fixedLabels=nodes["fixedLabels"], tempRoot=tmp_path, **FAST)
+                              fixedLabels=nodes["fixedLabels"], tempRoot=tmp_path,
+                              progress=lambda *event: progress.append(event), **FAST)
+
+    fractions = [fraction for _, fraction, _ in progress]
+    assert fractions and all(0.0 <= f <= 1.0 for f in fractions) and fractions[-1] == pytest.approx(1.0)
 
     assert len(result.nodes()) == 6 and not result.transform.IsLinear()
     for volume in (result.warped, result.warpedLabels, result.jacobian, result.folds):
@@ -107,3 +112,28 @@ def test_engine_refusal_is_a_clear_message_and_creates_nothing(scene, nodes, tmp
         register_volumes(nodes["fixed"], nodes["moving"], method="vsvf-opt", model="avsm-brain", tempRoot=tmp_path)
     assert scene_state(scene) == before
     assert os.listdir(tmp_path) == []
+
+
+def test_background_command_line_run_loads_every_output(scene, nodes, tmp_path):
+    """The panel's path: inputs written to files, `python -m avsm register --progress json`, files read back."""
+    events = []
+    result = register_volumes(nodes["fixed"], nodes["moving"], method="affine", movingLabels=nodes["movingLabels"],
+                              fixedLabels=nodes["fixedLabels"], background=True, tempRoot=tmp_path, affineSteps=20,
+                              progress=lambda *event: events.append(event))
+    assert events and events[-1][1] == pytest.approx(1.0)
+    assert len(result.nodes()) == 6 and result.affine.IsLinear()
+    assert result.report["method"] == "affine" and result.report["dice_mean"] > 0.5
+    assert same_grid(result.jacobian, nodes["fixed"]) and same_grid(result.warpedLabels, nodes["fixed"])
+    warped = slicer.util.arrayFromVolume(result.warped)
+    hardened = harden_copy_on_fixed_grid(scene, nodes["moving"], result.transform, nodes["fixed"])
+    inside = (warped > 0.05 * warped.max()) & (hardened > 0.05 * warped.max())
+    assert np.corrcoef(hardened[inside], warped[inside])[0, 1] > 0.98
+    assert os.listdir(tmp_path) == []
+
+
+def test_device_choice_is_described_for_the_log():
+    from AVSMRegistrationLib.engine import describe_device
+    import torch
+    assert describe_device("cpu") == "CPU (chosen)"
+    expected = "GPU: " if torch.cuda.is_available() else "CPU (no CUDA GPU found)"
+    assert describe_device("auto").startswith(expected)
