@@ -9,6 +9,7 @@ Console use:
 """
 from __future__ import annotations
 
+import enum
 import os
 import shutil
 from pathlib import Path
@@ -22,12 +23,12 @@ from slicer import (vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLS
                     vtkMRMLTransformNode)
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from AVSMRegistrationLib import (DEFAULT_METHOD, DEVICES, METHOD_KEYS, RegistrationJob, RegistrationOptions,
+from AVSMRegistrationLib import (DEFAULT_METHOD, DEVICES, METHODS, RegistrationJob, RegistrationOptions,
                                  input_problem, method_by_key, register_volumes)
 from AVSMRegistrationLib.engine import describe_device
 
@@ -52,6 +53,14 @@ class AVSMRegistration(ScriptedLoadableModule):
             "Built on PyTorch, SimpleITK and the 3D Slicer scripted-module template.")
 
 
+# Combo-box choices: the value is the engine's name, `label` is what the panel shows
+# (the parameter-node connector calls `label` on the enum class).
+MethodChoice = enum.Enum("MethodChoice", [(m.key, m.key) for m in METHODS])
+MethodChoice.label = lambda choice: method_by_key(choice.value).label
+DeviceChoice = enum.Enum("DeviceChoice", [(d, d) for d in DEVICES])
+DeviceChoice.label = lambda choice: {"auto": "auto (GPU if available)", "cpu": "CPU", "cuda": "GPU (CUDA)"}[choice.value]
+
+
 @parameterNodeWrapper
 class AVSMRegistrationParameterNode:
     """Panel state, saved with the scene. 0 steps / iterations means "the method's default"."""
@@ -60,11 +69,11 @@ class AVSMRegistrationParameterNode:
     movingVolume: vtkMRMLScalarVolumeNode
     movingLabels: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
     fixedLabels: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
-    method: Annotated[str, Choice(list(METHOD_KEYS))] = DEFAULT_METHOD
+    method: MethodChoice = MethodChoice[DEFAULT_METHOD]
     affineSteps: Annotated[int, WithinRange(0, 10000)] = 0
     vsvfSteps: Annotated[int, WithinRange(0, 10000)] = 0
     instanceOptIterations: Annotated[int, WithinRange(0, 10000)] = 0
-    device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    device: DeviceChoice = DeviceChoice["auto"]
     modelFile: Path = Path()
     createTransform: bool = True
     outputTransform: vtkMRMLTransformNode
@@ -151,7 +160,7 @@ class AVSMRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def updateMethodDescription(self, _index=None) -> None:
         if self._parameterNode:
-            self.ui.methodDescriptionLabel.text = method_by_key(self._parameterNode.method).description
+            self.ui.methodDescriptionLabel.text = method_by_key(self._parameterNode.method.value).description
 
     def _checkCanRegister(self, caller=None, event=None) -> None:
         if self._job is not None:
@@ -171,7 +180,7 @@ class AVSMRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Registration could not start."), waitCursor=True):
             self.ui.statusLog.clear()
             self.logic.ensureDependencies()
-            self.appendLog(_("Device: {device}").format(device=describe_device(self._parameterNode.device)))
+            self.appendLog(_("Device: {device}").format(device=describe_device(self._parameterNode.device.value)))
             self._job = self.logic.startRegistration(self._parameterNode)
             self.ui.progressBar.value = 0
             self.ui.registerButton.text = _("Cancel")
@@ -238,7 +247,7 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def _options(p: AVSMRegistrationParameterNode) -> RegistrationOptions:
         model = str(p.modelFile) if str(p.modelFile) not in ("", ".") else None
-        return RegistrationOptions(method=p.method, device=p.device, model=model,
+        return RegistrationOptions(method=p.method.value, device=p.device.value, model=model,
                                    affine_steps=p.affineSteps or None, vsvf_steps=p.vsvfSteps or None,
                                    instance_opt=p.instanceOptIterations or None)
 

@@ -34,7 +34,7 @@ def module(monkeypatch, tmp_path):
             ScriptedLoadableModule=_Base, ScriptedLoadableModuleWidget=_Base,
             ScriptedLoadableModuleLogic=_Base, ScriptedLoadableModuleTest=_Base),
         "slicer.parameterNodeWrapper": SimpleNamespace(
-            parameterNodeWrapper=_identity, Choice=lambda *a: None, WithinRange=lambda *a: None),
+            parameterNodeWrapper=_identity, WithinRange=lambda *a: None),
         "slicer.i18n": SimpleNamespace(tr=lambda text: text, translate=lambda context, text: text),
     }
     for name, stub in stubs.items():
@@ -46,9 +46,10 @@ def module(monkeypatch, tmp_path):
     return loaded
 
 
-def panel_state(nodes, **changes):
+def panel_state(module, nodes, **changes):
     state = dict(fixedVolume=nodes["fixed"], movingVolume=nodes["moving"], movingLabels=None, fixedLabels=None,
-                 method="vsvf-opt", affineSteps=0, vsvfSteps=0, instanceOptIterations=0, device="cpu",
+                 method=module.MethodChoice["vsvf-opt"], affineSteps=0, vsvfSteps=0, instanceOptIterations=0,
+                 device=module.DeviceChoice["cpu"],
                  modelFile=Path(), showGrid=True)
     for key in ("Transform", "Affine", "Warped", "WarpedLabels", "Jacobian", "Folds"):
         state[f"create{key}"], state[f"output{key}"] = True, None
@@ -67,16 +68,16 @@ def test_module_metadata_at_run_time(module):
 
 def test_panel_defaults_map_to_engine_defaults(module, nodes):
     logic = module.AVSMRegistrationLogic()
-    options = logic._options(panel_state(nodes))
+    options = logic._options(panel_state(module, nodes))
     assert options.engine_kwargs() == {"method": "vsvf-opt", "device": "cpu"}  # 0 steps -> engine default
-    options = logic._options(panel_state(nodes, affineSteps=7, modelFile=Path("/models/m.pt")))
+    options = logic._options(panel_state(module, nodes, affineSteps=7, modelFile=Path("/models/m.pt")))
     assert options.affine_steps == 7 and options.model == "/models/m.pt"
 
 
 def test_output_checkboxes_and_selectors_map_to_requests(module, nodes, scene):
     logic = module.AVSMRegistrationLogic()
     existing = scene.AddNewNodeByClass("vtkMRMLTransformNode", "mine")
-    requests = logic._outputs(panel_state(nodes, outputTransform=existing, createFolds=False))
+    requests = logic._outputs(panel_state(module, nodes, outputTransform=existing, createFolds=False))
     assert requests["transform"] is existing
     assert requests["folds"] is False
     assert requests["warped"] is True
@@ -84,19 +85,26 @@ def test_output_checkboxes_and_selectors_map_to_requests(module, nodes, scene):
 
 def test_disabled_register_button_says_why(module, nodes):
     logic = module.AVSMRegistrationLogic()
-    assert logic.inputProblem(panel_state(nodes)) is None
-    assert "same node" in logic.inputProblem(panel_state(nodes, movingVolume=nodes["fixed"]))
-    assert logic.inputProblem(panel_state(nodes, movingVolume=None)) == "Select a moving volume."
+    assert logic.inputProblem(panel_state(module, nodes)) is None
+    assert "same node" in logic.inputProblem(panel_state(module, nodes, movingVolume=nodes["fixed"]))
+    assert logic.inputProblem(panel_state(module, nodes, movingVolume=None)) == "Select a moving volume."
     none = {f"create{k}": False for k in ("Transform", "Affine", "Warped", "WarpedLabels", "Jacobian", "Folds")}
-    assert logic.inputProblem(panel_state(nodes, **none)) == "Select at least one output."
+    assert logic.inputProblem(panel_state(module, nodes, **none)) == "Select at least one output."
 
 
 def test_start_registration_runs_in_the_background_and_cancels(module, nodes, scene, tmp_path):
     pytest.importorskip("avsm", reason="the avsm engine (torch) is not importable")
     before = scene_state(scene)
-    job = module.AVSMRegistrationLogic().startRegistration(panel_state(nodes))
+    job = module.AVSMRegistrationLogic().startRegistration(panel_state(module, nodes))
     assert job.running
     job.cancel()
     assert not job.running
     assert scene_state(scene) == before
     assert list(tmp_path.iterdir()) == []
+
+
+def test_combo_boxes_show_labels_and_store_engine_names(module):
+    assert [c.value for c in module.MethodChoice] == ["avsm", "affine", "voxelmorph", "vsvf-opt"]
+    assert module.MethodChoice.label(module.MethodChoice["vsvf-opt"]) == "vSVF optimisation"
+    assert module.MethodChoice.label(module.MethodChoice["avsm"]).startswith("AVSM")
+    assert [module.DeviceChoice.label(c) for c in module.DeviceChoice] == ["auto (GPU if available)", "CPU", "GPU (CUDA)"]
