@@ -88,7 +88,7 @@ def axis_aligned_grid_covering(grid: Grid, spacing: float, multiple: int = 1, ma
     corners = grid.corners_physical()
     low = corners.min(axis=0) - margin_mm
     high = corners.max(axis=0) + margin_mm
-    size_xyz = np.floor((high - low) / spacing + 1e-6).astype(int) + 1
+    size_xyz = np.ceil((high - low) / spacing - 1e-6).astype(int) + 1
     if multiple > 1:
         size_xyz = ((size_xyz + multiple - 1) // multiple) * multiple
     centre = (low + high) / 2.0

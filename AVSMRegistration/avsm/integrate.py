@@ -10,6 +10,15 @@ from .geometry import Grid, physical_points, spatial_derivative_matrix
 from .maps import sample
 
 
+def index_derivative(field: torch.Tensor, dim: int) -> torch.Tensor:
+    """d field / d index along ``dim``: central differences inside, one-sided at the two faces."""
+    n = field.shape[dim]
+    inner = 0.5 * (field.narrow(dim, 2, n - 2) - field.narrow(dim, 0, n - 2))
+    first = field.narrow(dim, 1, 1) - field.narrow(dim, 0, 1)
+    last = field.narrow(dim, n - 1, 1) - field.narrow(dim, n - 2, 1)
+    return torch.cat([first, inner, last], dim=dim)
+
+
 def physical_gradient(field: torch.Tensor, grid: Grid) -> torch.Tensor:
     """``B x C x D x H x W`` -> ``B x C x 3 x D x H x W`` with ``[:, c, j] = d field_c / d x_j`` (mm^-1).
 
@@ -17,14 +26,25 @@ def physical_gradient(field: torch.Tensor, grid: Grid) -> torch.Tensor:
     authors' ``FD_torch`` with mode 'linear').
     """
     # torch.gradient along (W, H, D) = index axes (i_x, i_y, i_z)
-    d_di = torch.stack(torch.gradient(field, dim=(4, 3, 2)), dim=2)
+    d_di = torch.stack([index_derivative(field, dim) for dim in (4, 3, 2)], dim=2)
     m = torch.as_tensor(spatial_derivative_matrix(grid), dtype=field.dtype, device=field.device)
     return torch.einsum("jk,bckdhw->bcjdhw", m, d_di)
 
 
-def advection_rhs(phi: torch.Tensor, velocity: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """``-Dphi v``: the right-hand side of the advection equation phi_t + Dphi v = 0."""
-    return -torch.einsum("bcjdhw,bjdhw->bcdhw", physical_gradient(phi, grid), velocity)
+def index_velocity(velocity: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """Physical velocity (mm / unit time, x y z) -> voxel-index velocity (i_x, i_y, i_z) on ``grid``."""
+    to_index = torch.as_tensor(spatial_derivative_matrix(grid).T, dtype=velocity.dtype, device=velocity.device)
+    return torch.einsum("kj,bjdhw->bkdhw", to_index, velocity)
+
+
+def advection_rhs(phi: torch.Tensor, velocity_index: torch.Tensor) -> torch.Tensor:
+    """``-Dphi v`` = -sum_k dphi/di_k * di_k/dt: the right-hand side of phi_t + Dphi v = 0.
+
+    ``velocity_index`` is the velocity in voxel-index units (see :func:`index_velocity`), so only index
+    derivatives are needed (central inside, one-sided at the faces).
+    """
+    d_ix, d_iy, d_iz = (index_derivative(phi, dim) for dim in (4, 3, 2))
+    return -(d_ix * velocity_index[:, 0:1] + d_iy * velocity_index[:, 1:2] + d_iz * velocity_index[:, 2:3])
 
 
 def advect_map(phi0: torch.Tensor, velocity: torch.Tensor, grid: Grid, steps: int = 10) -> torch.Tensor:
@@ -35,11 +55,12 @@ def advect_map(phi0: torch.Tensor, velocity: torch.Tensor, grid: Grid, steps: in
     """
     dt = 1.0 / steps
     phi = phi0
+    velocity_index = index_velocity(velocity, grid)
     for _ in range(steps):
-        k1 = advection_rhs(phi, velocity, grid)
-        k2 = advection_rhs(phi + 0.5 * dt * k1, velocity, grid)
-        k3 = advection_rhs(phi + 0.5 * dt * k2, velocity, grid)
-        k4 = advection_rhs(phi + dt * k3, velocity, grid)
+        k1 = advection_rhs(phi, velocity_index)
+        k2 = advection_rhs(phi + 0.5 * dt * k1, velocity_index)
+        k3 = advection_rhs(phi + 0.5 * dt * k2, velocity_index)
+        k4 = advection_rhs(phi + dt * k3, velocity_index)
         phi = phi + dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
     return phi
 

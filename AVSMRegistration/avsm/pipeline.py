@@ -27,7 +27,7 @@ from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image, warp_labels
 from .metrics import dice_per_label, mean_dice
 from .optimisation import AffineParameters, VSVFSettings, optimise_affine, optimise_vsvf
-from .preprocess import centre_of_mass, foreground_mask, normalise_intensity, resample_to_grid
+from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
 from .progress import StagedProgress
 
 METHODS = ("affine", "vsvf-opt")
@@ -132,7 +132,12 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def check_method(method: str) -> None:
+def check_method(method: str, model: Optional[str] = None) -> None:
+    """Refuse unknown methods, unknown models, and network methods that have no trained model yet."""
+    if method in PLANNED_METHODS and model is not None:
+        from .models import resolve_model
+
+        resolve_model(model, method)
     if method in PLANNED_METHODS:
         raise AVSMError(f"method '{method}' needs a trained network, which this version does not ship yet; "
                         f"available methods: {', '.join(METHODS)}")
@@ -142,9 +147,9 @@ def check_method(method: str) -> None:
 
 def foreground_overlap(fixed_w: torch.Tensor, fixed_grid: Grid, moving_w: torch.Tensor, moving_grid: Grid,
                        affine: AffineParameters) -> float:
-    """Fraction of the fixed foreground that lands on moving foreground under ``affine``."""
-    fixed_fg = torch.as_tensor(foreground_mask(fixed_w[0, 0].numpy())).float()[None, None]
-    moving_fg = torch.as_tensor(foreground_mask(moving_w[0, 0].numpy())).float()[None, None]
+    """Fraction of the fixed foreground (working intensity > 0.1 of [0, 1]) landing on moving foreground."""
+    fixed_fg = (fixed_w > 0.1).float()
+    moving_fg = (moving_w > 0.1).float()
     matrix, translation = affine.tensors("cpu")
     points = apply_affine(matrix, translation, physical_points(fixed_grid))
     landed = warp_labels(moving_fg, moving_grid, points)
@@ -173,7 +178,7 @@ def register(
     ``working_spacing``: isotropic mm of the working grid (default 3 mm for affine, 2 mm for vsvf-opt).
     """
     started = time.perf_counter()
-    check_method(method)
+    check_method(method, model)
     if model is not None:
         raise AVSMError(f"--model applies to the network methods (avsm, voxelmorph), not to '{method}'")
     torch_device = resolve_device(device)

@@ -1,5 +1,6 @@
 """Coordinate conventions against SimpleITK's own index <-> physical conversions."""
 import numpy as np
+import pytest
 import SimpleITK as sitk
 import torch
 
@@ -30,10 +31,11 @@ def test_normalised_coordinates_put_corner_voxels_at_plus_minus_one(oblique_imag
     assert torch.allclose(normalised[0, -1, -1, -1], torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64))
 
 
-def test_axis_aligned_working_grid_covers_every_voxel_centre(oblique_image):
+@pytest.mark.parametrize("multiple", [1, 8])
+def test_axis_aligned_working_grid_covers_every_voxel_centre(oblique_image, multiple):
     grid = Grid.of_image(oblique_image)
-    working = axis_aligned_grid_covering(grid, 2.0, multiple=8)
-    assert all(n % 8 == 0 for n in working.shape)
+    working = axis_aligned_grid_covering(grid, 2.0, multiple=multiple)
+    assert all(n % multiple == 0 for n in working.shape)
     corners = grid.corners_physical()
     low = np.array(working.origin)
     high = low + (np.array(working.size_xyz) - 1) * 2.0
