@@ -11,13 +11,13 @@ def _slices(volume: np.ndarray, centre: tuple[int, int, int]) -> list[np.ndarray
     return [volume[z], volume[:, y], volume[:, :, x]]
 
 
-def save_overview(path: Path, fixed: np.ndarray, warped: np.ndarray, displacement_vox: np.ndarray,
+def save_overview(path: Path, fixed: np.ndarray, warped: np.ndarray, map_planes: list | None,
                   det_jacobian: np.ndarray, spacing_zyx: tuple[float, float, float], grid_step_mm: float = 10.0) -> None:
     """Write the 4 x 3 overview figure.
 
-    ``fixed``/``warped``/``det_jacobian`` are D x H x W arrays on the fixed grid; ``displacement_vox`` is
-    3 x D x H x W: the pull-back map in fixed voxel indices (z, y, x) so that grid lines drawn through it
-    show where each fixed voxel samples the moving image.
+    ``fixed``/``warped``/``det_jacobian`` are D x H x W arrays on the fixed grid; ``map_planes`` holds, for
+    the centre slices (axial, coronal, sagittal), the pull-back map in voxel indices (z, y, x) as
+    3 x h x w arrays, so that iso-lines of the map are the deformed grid. ``None`` draws the identity grid.
     """
     import matplotlib
 
@@ -39,10 +39,10 @@ def save_overview(path: Path, fixed: np.ndarray, warped: np.ndarray, displacemen
         axes[1, col].imshow(warped_s[col], cmap="gray", vmin=0, vmax=wmax, aspect=aspect[col], origin="lower")
         axes[2, col].imshow(warped_s[col], cmap="gray", vmin=0, vmax=wmax, aspect=aspect[col], origin="lower")
         a, b = planes[col]
-        index = [slice(None)] * 3
-        index[3 - a - b] = centre[3 - a - b]
-        row_map = displacement_vox[a][tuple(index)]
-        col_map = displacement_vox[b][tuple(index)]
+        if map_planes is None:
+            row_map, col_map = np.meshgrid(np.arange(fixed.shape[a]), np.arange(fixed.shape[b]), indexing="ij")
+        else:
+            row_map, col_map = map_planes[col][a], map_planes[col][b]
         step_a = max(int(round(grid_step_mm / spacing_zyx[a])), 1)
         step_b = max(int(round(grid_step_mm / spacing_zyx[b])), 1)
         levels_a = np.arange(0, fixed.shape[a], step_a)
