@@ -23,6 +23,7 @@ from .errors import AVSMError
 from .export import affine_transform, full_transform, inverse_transform
 from .geometry import Grid, axis_aligned_grid_covering, image_to_tensor, physical_points, tensor_to_image
 from .imageio import ImageLike, read_intensity_image, read_label_map
+from .inference import load_network, predict
 from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image, warp_labels
 from .metrics import dice_per_label, mean_dice
@@ -127,17 +128,16 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def check_method(method: str, model: Optional[str] = None) -> None:
-    """Refuse unknown methods, unknown models, and network methods that have no trained model yet."""
-    if method in PLANNED_METHODS and model is not None:
-        from .models import resolve_model
+def check_method(method: str, model: Optional[str] = None):
+    """Refuse unknown methods and unknown models; for a network method return its checkpoint entry
+    (``model`` by name or path, else the bundled model of that method), otherwise None."""
+    if method in NETWORK_METHODS:
+        from .inference import default_model
 
-        resolve_model(model, method)
-    if method in PLANNED_METHODS:
-        raise AVSMError(f"method '{method}' needs a trained network, which this version does not ship yet; "
-                        f"available methods: {', '.join(METHODS)}")
+        return default_model(method, model)
     if method not in METHODS:
-        raise AVSMError(f"unknown method '{method}'; available methods: {', '.join(METHODS)}")
+        raise AVSMError(f"unknown method '{method}'; available methods: {', '.join(METHODS + NETWORK_METHODS)}")
+    return None
 
 
 def foreground_overlap(fixed_w: torch.Tensor, fixed_grid: Grid, moving_w: torch.Tensor, moving_grid: Grid,
@@ -168,17 +168,21 @@ def register(
 ) -> RegistrationResult:
     """Register ``moving`` to ``fixed`` (SimpleITK images or paths) and return every output in memory.
 
-    ``method``: "affine" or "vsvf-opt" (the trained "avsm"/"voxelmorph" networks come in a later version).
+    ``method``: "affine", "vsvf-opt", or a network method "avsm"/"voxelmorph" (``model``: a bundled model
+    name or a checkpoint path, default the bundled model; ``affine_steps``/``vsvf_steps`` override the
+    network's test-time step counts, ``instance_opt`` refines the network output for this pair).
     ``vsvf_steps``/``instance_opt`` override the number of vSVF optimisation iterations for "vsvf-opt".
     ``working_spacing``: isotropic mm of the working grid (default 3 mm for affine, 2 mm for vsvf-opt).
     """
     started = time.perf_counter()
-    check_method(method, model)
-    if model is not None:
+    model_entry = check_method(method, model)
+    if model is not None and model_entry is None:
         raise AVSMError(f"--model applies to the network methods (avsm, voxelmorph), not to '{method}'")
+    network = load_network(model_entry) if model_entry is not None else None
     torch_device = resolve_device(device)
     timings: dict[str, float] = {}
-    weights = {"read": 1, "affine": 3, "vsvf": 10 if method == "vsvf-opt" else 0, "outputs": 2}
+    weights = {"read": 1, "affine": 0 if network else 3, "vsvf": 10 if method == "vsvf-opt" else 0,
+               "network": 3 + (instance_opt or 0) / 10 if network else 0, "outputs": 2}
     report_progress = StagedProgress(progress, weights)
 
     tick = time.perf_counter()
@@ -190,7 +194,7 @@ def register(
     for name, value in (("affine_steps", affine_steps), ("vsvf_steps", vsvf_steps), ("instance_opt", instance_opt)):
         if value is not None and value < 0:
             raise AVSMError(f"{name} must be >= 0 (got {value})")
-    spacing = float(working_spacing or DEFAULT_WORKING_SPACING[method])
+    spacing = float(working_spacing or (network.working_spacing_mm if network else DEFAULT_WORKING_SPACING[method]))
     if not spacing > 0:
         raise AVSMError(f"working spacing must be positive (got {working_spacing})")
 
@@ -211,15 +215,24 @@ def register(
 
     fixed_w = fixed_w.to(torch_device)
     moving_w = moving_w.to(torch_device)
-    tick = time.perf_counter()
-    affine_iterations = (150, 80, 30) if affine_steps is None else (affine_steps,) * 3
-    affine = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, initial, fixed_centre,
-                             iterations=affine_iterations,
-                             progress=lambda f, m: report_progress("affine", f, m))
-    timings["affine"] = time.perf_counter() - tick
-
     deformation = inverse_deformation = map_grid = None
     vsvf_info: dict = {}
+    network_info: dict = {}
+    tick = time.perf_counter()
+    if network is not None:
+        prediction = predict(method, model_entry, fixed_w, fixed_grid, moving_w, moving_grid, initial,
+                             affine_steps=affine_steps, vsvf_steps=vsvf_steps, instance_opt=instance_opt,
+                             progress=lambda f, m: report_progress("network", f, m))
+        affine, deformation, inverse_deformation = prediction.affine, prediction.deformation, prediction.inverse_deformation
+        map_grid, network_info = prediction.map_grid, prediction.info
+        timings["network"] = time.perf_counter() - tick
+    else:
+        affine_iterations = (150, 80, 30) if affine_steps is None else (affine_steps,) * 3
+        affine = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, initial, fixed_centre,
+                                 iterations=affine_iterations,
+                                 progress=lambda f, m: report_progress("affine", f, m))
+        timings["affine"] = time.perf_counter() - tick
+
     if method == "vsvf-opt":
         tick = time.perf_counter()
         settings = vsvf_settings or VSVFSettings()
@@ -250,8 +263,8 @@ def register(
     det = outputs["det_array"]
     report = {
         "method": method,
-        "model": None,
-        "model_sha256": None,
+        "model": network.name if network else None,
+        "model_sha256": network.sha256 if network else None,
         "device": str(torch_device),
         "version": __version__,
         "working_spacing_mm": spacing,
@@ -267,6 +280,7 @@ def register(
         "dice_mean": mean_dice(dice) if dice is not None else None,
         "dice_per_label": {str(k): round(v, 5) for k, v in dice.items()} if dice is not None else None,
         "vsvf": vsvf_info or None,
+        "network": network_info or None,
     }
     return RegistrationResult(fixed=fixed_image, warped=outputs["warped"], transform=transform,
                               affine=affine_transform(affine), inverse=inverse,

@@ -1,0 +1,165 @@
+"""Network inference for the pipeline: load a checkpoint, run the affine and deformable networks on the
+working grids, optionally refine one pair by instance optimisation (DESIGN §4).
+
+A checkpoint (bundled or from ``avsm train``) is a dict ``{"config": NetworkConfig dict, "state_dict": ...,
+"working_spacing_mm": float}`` (training checkpoints carry more keys, which are ignored here), read with
+:func:`avsm.models.load_checkpoint` (sha256 checked first, ``torch.load(weights_only=True)``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from .errors import AVSMError
+from .geometry import Grid
+from .losses import MultiKernelLNCC, local_ncc_loss
+from .models import ModelEntry, bundled_models, load_checkpoint, sha256_of
+from .networks import NetworkConfig, RegistrationNetwork, build_network
+from .optimisation import AffineParameters, VSVFSettings
+
+VOXELMORPH_INSTANCE_LR = 0.05  # voxels per Adam step on the displacement / velocity field
+VOXELMORPH_REGULARISATION = 1.0  # diffusion weight with local NCC (VoxelMorph README)
+
+
+@dataclass
+class LoadedNetwork:
+    network: RegistrationNetwork
+    config: NetworkConfig
+    working_spacing_mm: float
+    name: str
+    sha256: str
+
+
+@dataclass
+class Prediction:
+    """What the pipeline needs: the affine, psi^{-1} and psi (or None) on ``map_grid``, and a report dict."""
+
+    affine: AffineParameters
+    deformation: Optional[torch.Tensor]  # 1 x 3 x d x h x w physical points on map_grid (psi^{-1})
+    inverse_deformation: Optional[torch.Tensor]  # psi
+    map_grid: Optional[Grid]
+    info: dict
+
+
+def default_model(method: str, model: Optional[str]) -> ModelEntry:
+    """The checkpoint to use: ``model`` (a bundled name or a path), else the first bundled model of ``method``."""
+    from .models import resolve_model
+
+    if model is not None:
+        return resolve_model(model, method)
+    for entry in bundled_models():
+        if entry.method == method:
+            return entry
+    raise AVSMError(f"method '{method}' needs a trained network and no {method} model is bundled; "
+                    "pass --model PATH to a checkpoint written by 'avsm train'")
+
+
+_LOADED: dict = {}
+
+
+def load_network(entry: ModelEntry) -> LoadedNetwork:
+    """Check and load a checkpoint into a network in eval mode (cached by path and checksum)."""
+    key = (str(entry.path), entry.sha256, entry.path.stat().st_mtime if entry.path.is_file() else None)
+    if key in _LOADED:
+        return _LOADED[key]
+    checkpoint = load_checkpoint(entry)
+    missing = [k for k in ("config", "state_dict", "working_spacing_mm") if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        raise AVSMError(f"model file {entry.path} is not an avsm checkpoint (missing: {', '.join(missing)})")
+    config = NetworkConfig.from_dict(checkpoint["config"])
+    if config.method != entry.method:
+        raise AVSMError(f"model file {entry.path} holds a {config.method} network, not a {entry.method} network")
+    network = build_network(config)
+    try:
+        network.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        raise AVSMError(f"model file {entry.path} does not match its network config: {str(error).splitlines()[0]}") from None
+    network.eval()
+    loaded = LoadedNetwork(network, config, float(checkpoint["working_spacing_mm"]), entry.name,
+                           entry.sha256 or sha256_of(entry.path))
+    _LOADED.clear()
+    _LOADED[key] = loaded
+    return loaded
+
+
+def predict(method: str, checkpoint_entry: ModelEntry, fixed_w: torch.Tensor, fixed_grid: Grid, moving_w: torch.Tensor,
+            moving_grid: Grid, initial: AffineParameters, affine_steps: Optional[int] = None,
+            vsvf_steps: Optional[int] = None, instance_opt: Optional[int] = None,
+            progress: Optional[Callable[[float, str], None]] = None) -> Prediction:
+    """Run the network of ``checkpoint_entry`` on one pair of ``1 x 1 x D x H x W`` working tensors in [0, 1].
+
+    ``initial`` is the starting affine (the centre-of-mass translation); ``affine_steps`` and ``vsvf_steps``
+    override the network's test-time step counts; ``instance_opt`` > 0 refines the network's momenta
+    (AVSM) or field (VoxelMorph) for this pair with that many Adam steps on the training loss.
+    """
+    progress = progress or (lambda fraction, message: None)
+    loaded = load_network(checkpoint_entry)
+    if loaded.config.method != method:
+        raise AVSMError(f"model '{loaded.name}' is a {loaded.config.method} model, not a {method} model")
+    network = loaded.network.to(fixed_w.device)
+    matrix0, translation0 = (t[None] for t in initial.tensors(fixed_w.device))
+    timings = {}
+    tick = time.perf_counter()
+    progress(0.0, "affine network")
+    with torch.no_grad():
+        affine = network.affine(fixed_w, fixed_grid, moving_w, moving_grid, matrix0, translation0, affine_steps)
+        timings["affine_network"] = time.perf_counter() - tick
+        progress(0.3, "deformable network")
+        tick = time.perf_counter()
+        output = network.deformable(fixed_w, fixed_grid, moving_w, moving_grid, affine.matrix, affine.translation,
+                                    vsvf_steps, with_inverse=not instance_opt)
+        timings["deformable_network"] = time.perf_counter() - tick
+    losses = []
+    if instance_opt:
+        tick = time.perf_counter()
+        output, losses = instance_optimise(network, output.parameters, fixed_w, fixed_grid, moving_w, moving_grid,
+                                           affine.matrix, affine.translation, instance_opt,
+                                           lambda f, m: progress(0.4 + 0.6 * f, m))
+        timings["instance_optimisation"] = time.perf_counter() - tick
+    progress(1.0, "network done")
+    matrix = affine.matrix[0].double().cpu().numpy()
+    translation = affine.translation[0].double().cpu().numpy()
+    info = {"model": loaded.name, "model_sha256": loaded.sha256, "network": loaded.config.method,
+            "working_spacing_mm": loaded.working_spacing_mm,
+            "affine_steps": loaded.config.affine_steps if affine_steps is None else affine_steps,
+            "vsvf_steps": (loaded.config.vsvf_steps if vsvf_steps is None else vsvf_steps) if method == "avsm" else None,
+            "instance_opt": int(instance_opt or 0), "map_grid_shape": list(output.map_grid.shape),
+            "final_instance_loss": losses[-1] if losses else None,
+            "timings": {k: round(v, 3) for k, v in timings.items()}}
+    inverse = output.inverse.cpu() if output.inverse is not None else None
+    return Prediction(AffineParameters(matrix, translation), output.deformation.detach().cpu(), inverse,
+                      output.map_grid, info)
+
+
+def instance_optimise(network: RegistrationNetwork, parameters: list, fixed_w: torch.Tensor, fixed_grid: Grid,
+                      moving_w: torch.Tensor, moving_grid: Grid, matrix: torch.Tensor, translation: torch.Tensor,
+                      iterations: int, progress: Callable[[float, str], None]):
+    """Adam on the network's head outputs (AVSM momenta of every step, or VoxelMorph's field) for one pair.
+
+    Loss: AVSM: mk-LNCC + lambda_vr sum_s <m_s, v_s> (the vSVF-opt settings); VoxelMorph: local NCC (9^3) +
+    diffusion regulariser. Returns the final output (with the inverse) and the loss history.
+    """
+    heads = [p.detach().clone().requires_grad_(True) for p in parameters]
+    avsm = network.config.method == "avsm"
+    settings = VSVFSettings()
+    similarity = MultiKernelLNCC(settings.lncc_scales)
+    optimiser = torch.optim.Adam(heads, lr=settings.learning_rate if avsm else VOXELMORPH_INSTANCE_LR)
+    losses = []
+    for step in range(iterations):
+        optimiser.zero_grad(set_to_none=True)
+        output = network.deformable(fixed_w, fixed_grid, moving_w, moving_grid, matrix, translation, momenta=heads)
+        if avsm:
+            loss = similarity(output.warped, fixed_w) + settings.regularisation * sum(output.step_regularisers)
+        else:
+            loss = local_ncc_loss(output.warped, fixed_w) + VOXELMORPH_REGULARISATION * output.step_regularisers[0]
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.item()))
+        progress((step + 1) / iterations, f"instance optimisation {step + 1}/{iterations}, loss {losses[-1]:.4f}")
+    with torch.no_grad():
+        output = network.deformable(fixed_w, fixed_grid, moving_w, moving_grid, matrix, translation,
+                                    with_inverse=True, momenta=heads)
+    return output, losses
