@@ -64,6 +64,15 @@ def resample_map(phi: torch.Tensor, phi_grid: Grid, target_grid: Grid, chunk_sli
     return torch.cat(pieces, dim=2)
 
 
+def upsample_map(phi: torch.Tensor, target_grid: Grid) -> torch.Tensor:
+    """Trilinear upsampling of a map from ``coarser_grid(target_grid, f)`` onto ``target_grid``.
+
+    The two grids share their corner voxel centres, so this equals :func:`resample_map` but uses
+    ``F.interpolate``, whose backward pass is a cheap gather instead of grid_sample's scatter.
+    """
+    return F.interpolate(phi, size=target_grid.shape, mode="trilinear", align_corners=True)
+
+
 def slab_points(grid: Grid, start: int, stop: int, like: torch.Tensor) -> torch.Tensor:
     """Physical points of D-slices ``start:stop`` of ``grid`` (``1 x 3 x (stop-start) x H x W``)."""
     m = grid.index_to_physical_matrix()

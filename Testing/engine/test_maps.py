@@ -68,3 +68,14 @@ def test_resampling_an_affine_map_to_a_finer_grid_is_exact():
     upsampled = resample_map(affine_map(matrix, shift, coarse), coarse, fine)
     expected = apply_affine(matrix, shift, physical_points(fine, dtype=torch.float64))
     assert torch.allclose(upsampled, expected, atol=1e-9)
+
+
+def test_upsampling_from_the_coarser_grid_equals_physical_resampling():
+    from avsm.geometry import coarser_grid
+    from avsm.maps import upsample_map
+
+    fine = Grid(shape=(15, 18, 13), spacing=(2.0, 2.0, 2.0), origin=(-5.0, 3.0, 1.0), direction=tuple(np.eye(3).ravel()))
+    coarse = coarser_grid(fine, 2.0)
+    rng = torch.Generator().manual_seed(0)
+    phi = physical_points(coarse, dtype=torch.float64) + torch.randn((1, 3, *coarse.shape), generator=rng, dtype=torch.float64)
+    assert torch.allclose(upsample_map(phi, fine), resample_map(phi, coarse, fine), atol=1e-9)

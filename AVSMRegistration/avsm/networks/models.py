@@ -38,23 +38,33 @@ from .unets import MomentumUNet, VoxelMorphUNet
 NETWORK_METHODS = ("avsm", "voxelmorph")
 
 
+def doc(default, text: str):
+    """A dataclass field with its documentation (shown by ``avsm train --describe``)."""
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
 @dataclass
 class NetworkConfig:
     """Architecture of a registration network (stored in every checkpoint as a plain dict)."""
 
-    method: str = "avsm"  # "avsm" or "voxelmorph"
-    affine_width: int = 16  # affine network channels (reference: 16)
-    affine_hidden: int = 32  # affine network hidden fully connected width (reference: 32)
-    affine_steps: int = 7  # recurrent affine steps at test time (reference: 7)
-    momentum_widths: tuple = (16, 32, 64, 128, 256)  # momentum U-net channels at 1, 1/2, 1/4, 1/8, 1/16
-    vsvf_steps: int = 2  # vSVF steps at test time ("AVSM 2-step")
-    time_steps: int = 10  # RK4 steps per unit time of the advection
-    sigma_fractions: tuple = DEFAULT_SIGMA_FRACTIONS  # multi-Gaussian sigmas, fractions of the domain
-    sigma_weights: tuple = DEFAULT_WEIGHTS
-    voxelmorph_enc: tuple = (16, 32, 32, 32)
-    voxelmorph_dec: tuple = (32, 32, 32, 32, 32, 16, 16)
-    diffeomorphic: bool = True  # VoxelMorph: scaling and squaring of a half-resolution velocity
-    integration_steps: int = 7  # VoxelMorph scaling-and-squaring steps
+    method: str = doc("avsm", "network method: 'avsm' (affine + vSVF) or 'voxelmorph' (affine + VoxelMorph)")
+    affine_width: int = doc(16, "affine network channels (reference 16)")
+    affine_hidden: int = doc(32, "width of the affine network's hidden fully connected layer (reference 32)")
+    affine_steps: int = doc(7, "recurrent affine steps at test time (reference 7)")
+    momentum_widths: tuple[int, ...] = doc((16, 32, 64, 128, 256),
+                                             "momentum U-net channels at 1, 1/2, 1/4, 1/8, 1/16 resolution")
+    vsvf_steps: int = doc(2, "vSVF steps at test time (AVSM 2-step)")
+    time_steps: int = doc(10, "RK4 steps per unit time of the map advection")
+    sigma_fractions: tuple[float, ...] = doc(DEFAULT_SIGMA_FRACTIONS,
+                                               "multi-Gaussian sigmas as fractions of the domain extent")
+    sigma_weights: tuple[float, ...] = doc(DEFAULT_WEIGHTS, "weights of the multi-Gaussian sigmas")
+    voxelmorph_enc: tuple[int, ...] = doc((16, 32, 32, 32), "VoxelMorph encoder channels (one per level)")
+    voxelmorph_dec: tuple[int, ...] = doc((32, 32, 32, 32, 32, 16, 16),
+                                            "VoxelMorph decoder channels (one per level, then full-resolution convs)")
+    diffeomorphic: bool = doc(True, "VoxelMorph: integrate a half-resolution velocity by scaling and squaring")
+    integration_steps: int = doc(7, "VoxelMorph scaling-and-squaring steps")
 
     @classmethod
     def from_dict(cls, values: dict) -> "NetworkConfig":

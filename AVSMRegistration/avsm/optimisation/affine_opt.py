@@ -77,7 +77,8 @@ def optimise_affine(
         fixed_s, fixed_grid_s = downsample(fixed, fixed_grid, scale)
         moving_s, moving_grid_s = downsample(moving, moving_grid, scale)
         points = physical_points(fixed_grid_s, device=device)
-        optimiser = torch.optim.Adam([linear, shift], lr=learning_rate)
+        # finer scales refine: halve the step with every doubling of resolution (avoids oscillation at 1.0)
+        optimiser = torch.optim.Adam([linear, shift], lr=learning_rate * scales[0] / scale)
         for step in range(steps):
             optimiser.zero_grad(set_to_none=True)
             matrix = eye + linear

@@ -18,7 +18,7 @@ from ..geometry import Grid, coarser_grid
 from ..integrate import flow_maps, advect_map
 from ..geometry import physical_points
 from ..losses import MultiKernelLNCC, LNCCScale
-from ..maps import apply_affine, resample_map, warp_image
+from ..maps import apply_affine, upsample_map, warp_image
 from ..smoothing import DEFAULT_SIGMA_FRACTIONS, DEFAULT_WEIGHTS, MultiGaussianSmoother, default_sigmas_mm
 from .affine_opt import AffineParameters
 
@@ -86,7 +86,7 @@ def optimise_vsvf(
     for step in range(settings.iterations):
         optimiser.zero_grad(set_to_none=True)
         velocity, deformation, _ = vsvf_maps(momentum, smoother, map_grid, settings.time_steps, with_inverse=False)
-        phi = apply_affine(matrix, translation, resample_map(deformation, map_grid, fixed_grid))
+        phi = apply_affine(matrix, translation, upsample_map(deformation, fixed_grid))
         warped = warp_image(moving, moving_grid, phi)
         sim = similarity(warped, fixed)
         # <m, v> in domain-normalised units (coordinates / extent), averaged over the grid (AVSM Eq. 5)
