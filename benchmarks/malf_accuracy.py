@@ -1,0 +1,346 @@
+"""Accuracy benchmark on inter-subject pairs of malf2012 (issue 2 item 7, DESIGN §7).
+
+Runs, on the same directed pairs of the held-out subjects 1000-1009 and in the same process:
+
+* ``affine``   – avsm affine-opt (engine defaults);
+* ``vsvf-opt`` – avsm vSVF-opt (settings from the command line, engine defaults otherwise);
+* ``syn``      – ANTs SyN (antspyx, ``type_of_transform="SyN"``: its own affine stage, started from the
+                 centre-of-mass initialisation ``[fixed,moving,1]`` that antspyx adds when no
+                 ``initial_transform`` is given; labels with ``genericLabel``);
+* ``elastix``  – elastix affine + B-spline (itk-elastix default parameter maps 'affine' and 'bspline',
+                 the affine map started with AutomaticTransformInitialization CenterOfGravity; labels
+                 with transformix, FinalBSplineInterpolationOrder 0).
+
+Per method: mean label Dice (labels present in both maps, background excluded; avsm.metrics), the fold
+fraction (det J <= 0 over the whole fixed grid) and det J min/max of the full pull-back map (affine
+included) on the fixed grid, and seconds per pair end to end (read the inputs, register, warp image and
+labels, write the warped image, labels and transform to a temporary folder). For the avsm methods det J
+and Dice come from the engine's report (computed inside ``register``, so inside the timing); for the
+peers the composed displacement field is written and det J is computed here, outside the timing, with
+the same finite differences as the engine (central inside, one-sided at the faces, physical units).
+
+All computation uses 2 threads (torch, ITK/ANTs, elastix). Subjects 1000-1009 are never used for
+tuning; the pair list is fixed: pair k (0-based) is (fixed, moving) = (S[k % 10], S[(k % 10 + 1 + k // 10) % 10]).
+
+Usage::
+
+    python benchmarks/malf_accuracy.py --quick                     # 1 pair, all methods
+    python benchmarks/malf_accuracy.py --pairs 10 --out benchmarks/results/malf_accuracy.md
+    python benchmarks/malf_accuracy.py --methods affine,vsvf-opt --vsvf-sigmas 0.02,0.04,0.06,0.08,0.1 \\
+        --vsvf-lncc 0.0625:0.3:1,0.125:0.7:1
+
+``--out`` ending in .md gets the markdown table, any other suffix (.csv) the summary as CSV; the per-pair
+rows always go next to it as ``<out stem>_pairs.csv``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+THREADS = 2
+os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(THREADS))
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+
+import numpy as np  # noqa: E402
+import SimpleITK as sitk  # noqa: E402
+
+DATA = Path(os.environ.get("MALF2012_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "malf2012"))
+if not DATA.exists():
+    DATA = Path("/work/shared/data/malf2012")
+HELD_OUT = [str(s) for s in range(1000, 1010)]
+ALL_METHODS = ("affine", "vsvf-opt", "syn", "elastix")
+
+
+# ----------------------------------------------------------------------------------------------- pairs
+def benchmark_pairs(n: int) -> list[tuple[str, str]]:
+    """The fixed, deterministic list of directed (fixed, moving) pairs among the held-out subjects."""
+    pairs = []
+    for k in range(n):
+        i, shift = k % 10, 1 + k // 10
+        if shift >= 10:
+            raise ValueError("at most 90 directed pairs among 10 subjects")
+        pairs.append((HELD_OUT[i], HELD_OUT[(i + shift) % 10]))
+    return pairs
+
+
+def image_path(subject: str) -> str:
+    return str(DATA / f"{subject}_SS.nii.gz")
+
+
+def label_path(subject: str) -> str:
+    return str(DATA / f"{subject}_glm.nii.gz")
+
+
+# ------------------------------------------------------------------------------------------ det J, Dice
+def det_jacobian_of_displacement(field: sitk.Image) -> np.ndarray:
+    """det(d phi / d x) for phi(x) = x + u(x), u an ITK displacement field (physical units) on its grid."""
+    u = sitk.GetArrayFromImage(field).astype(np.float64)  # z, y, x, 3 (components in x, y, z)
+    m = np.array(field.GetDirection()).reshape(3, 3) @ np.diag(field.GetSpacing())  # index -> physical
+    inv = np.linalg.inv(m)  # d index_k / d x_j
+    # d u_c / d index_k (index axes in x, y, z order; np.gradient is central inside, one-sided at faces)
+    grads = [np.gradient(u[..., c], axis=(2, 1, 0)) for c in range(3)]
+    jac = np.empty(u.shape[:3] + (3, 3))
+    for c in range(3):
+        for j in range(3):
+            jac[..., c, j] = sum(grads[c][k] * inv[k, j] for k in range(3)) + (1.0 if c == j else 0.0)
+    return np.linalg.det(jac)
+
+
+def dice_mean(warped_labels: np.ndarray, fixed_labels: np.ndarray) -> float:
+    from avsm.metrics import dice_per_label, mean_dice
+
+    return mean_dice(dice_per_label(np.rint(warped_labels).astype(np.int64), fixed_labels.astype(np.int64)))
+
+
+# --------------------------------------------------------------------------------------------- methods
+def run_avsm(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
+    import avsm
+
+    settings = vsvf_settings_from_args(args) if method == "vsvf-opt" else None
+    tick = time.perf_counter()
+    result = avsm.register(image_path(fixed), image_path(moving), method=method,
+                           moving_labels=label_path(moving), fixed_labels=label_path(fixed), device="cpu",
+                           working_spacing=args.working_spacing if method == "vsvf-opt" else None,
+                           vsvf_settings=settings)
+    result.save(os.path.join(workdir, method))
+    seconds = time.perf_counter() - tick
+    rep = result.report
+    return {"dice": rep["dice_mean"], "fold_fraction": rep["fold_fraction"], "detj_min": rep["det_jacobian_min"],
+            "detj_max": rep["det_jacobian_max"], "seconds": seconds, "engine_total_s": rep["timings"]["total"]}
+
+
+def run_syn(fixed: str, moving: str, args, workdir: str) -> dict:
+    import ants
+
+    out = os.path.join(workdir, "syn")
+    os.makedirs(out, exist_ok=True)
+    tick = time.perf_counter()
+    fixed_img = ants.image_read(image_path(fixed))
+    moving_img = ants.image_read(image_path(moving))
+    moving_lab = ants.image_read(label_path(moving))
+    reg = ants.registration(fixed_img, moving_img, type_of_transform="SyN", outprefix=os.path.join(out, "syn_"))
+    warped_lab = ants.apply_transforms(fixed_img, moving_lab, transformlist=reg["fwdtransforms"],
+                                       interpolator="genericLabel")
+    ants.image_write(reg["warpedmovout"], os.path.join(out, "warped.nii.gz"))
+    ants.image_write(warped_lab, os.path.join(out, "warped_labels.nii.gz"))
+    seconds = time.perf_counter() - tick  # the transforms are already on disk (outprefix)
+    # evaluation (not timed): the composed forward map (warp + affine) as one displacement field
+    composed = ants.apply_transforms(fixed_img, moving_img, transformlist=reg["fwdtransforms"],
+                                     compose=os.path.join(out, "composed_"))
+    det = det_jacobian_of_displacement(sitk.ReadImage(composed, sitk.sitkVectorFloat64))
+    fixed_lab = sitk.GetArrayFromImage(sitk.ReadImage(label_path(fixed)))
+    warped = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, "warped_labels.nii.gz")))
+    return {"dice": dice_mean(warped, fixed_lab), "fold_fraction": float((det <= 0).mean()),
+            "detj_min": float(det.min()), "detj_max": float(det.max()), "seconds": seconds}
+
+
+def run_elastix(fixed: str, moving: str, args, workdir: str) -> dict:
+    import itk
+
+    itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(THREADS)
+    out = os.path.join(workdir, "elastix")
+    os.makedirs(out, exist_ok=True)
+    tick = time.perf_counter()
+    fixed_img = itk.imread(image_path(fixed), itk.F)
+    moving_img = itk.imread(image_path(moving), itk.F)
+    moving_lab = itk.imread(label_path(moving), itk.F)
+    params = itk.ParameterObject.New()
+    affine_map = params.GetDefaultParameterMap("affine")
+    affine_map["AutomaticTransformInitialization"] = ["true"]
+    affine_map["AutomaticTransformInitializationMethod"] = ["CenterOfGravity"]
+    params.AddParameterMap(affine_map)
+    params.AddParameterMap(params.GetDefaultParameterMap("bspline"))
+    elx = itk.ElastixRegistrationMethod.New(fixed_img, moving_img)
+    elx.SetParameterObject(params)
+    elx.SetOutputDirectory(out)
+    # NB: elx.SetNumberOfThreads(2) segfaults in itk-elastix 0.25.4 (also number_of_threads= of the functional
+    # API); the ITK global default (set in run_elastix) limits elastix's threads instead.
+    elx.SetLogToConsole(False)
+    elx.SetLogToFile(False)
+    elx.UpdateLargestPossibleRegion()
+    warped = elx.GetOutput()
+    transform = elx.GetTransformParameterObject()
+    for i in range(transform.GetNumberOfParameterMaps()):
+        transform.SetParameter(i, "FinalBSplineInterpolationOrder", "0")
+    tfx = itk.TransformixFilter.New(moving_lab)
+    tfx.SetTransformParameterObject(transform)
+    tfx.SetLogToConsole(False)
+    tfx.UpdateLargestPossibleRegion()
+    warped_lab = tfx.GetOutput()
+    itk.imwrite(warped, os.path.join(out, "warped.nii.gz"))
+    itk.imwrite(warped_lab, os.path.join(out, "warped_labels.nii.gz"))
+    for i in range(transform.GetNumberOfParameterMaps()):
+        itk.ParameterObject.WriteParameterFile(transform.GetParameterMap(i), os.path.join(out, f"transform_{i}.txt"))
+    seconds = time.perf_counter() - tick
+    # evaluation (not timed): the full transform (affine + B-spline) as a displacement field on the fixed grid
+    field = itk.transformix_deformation_field(moving_img, transform)
+    field_path = os.path.join(out, "deformation.nii.gz")
+    itk.imwrite(field, field_path)
+    det = det_jacobian_of_displacement(sitk.ReadImage(field_path, sitk.sitkVectorFloat64))
+    fixed_lab = sitk.GetArrayFromImage(sitk.ReadImage(label_path(fixed)))
+    warped_arr = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, "warped_labels.nii.gz")))
+    return {"dice": dice_mean(warped_arr, fixed_lab), "fold_fraction": float((det <= 0).mean()),
+            "detj_min": float(det.min()), "detj_max": float(det.max()), "seconds": seconds}
+
+
+def run_method(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
+    if method in ("affine", "vsvf-opt"):
+        return run_avsm(method, fixed, moving, args, workdir)
+    if method == "syn":
+        return run_syn(fixed, moving, args, workdir)
+    if method == "elastix":
+        return run_elastix(fixed, moving, args, workdir)
+    raise ValueError(f"unknown method {method!r} (choose from {', '.join(ALL_METHODS)})")
+
+
+# ---------------------------------------------------------------------------------------- vsvf settings
+def floats(text: str) -> tuple[float, ...]:
+    return tuple(float(eval(t, {}, {})) for t in text.split(",") if t.strip())  # allows 1/15
+
+
+def vsvf_settings_from_args(args):
+    from avsm.losses import LNCCScale
+    from avsm.optimisation import VSVFSettings
+
+    overrides = {}
+    for name in ("iterations", "learning_rate", "regularisation", "time_steps", "map_resolution_factor"):
+        value = getattr(args, f"vsvf_{name}")
+        if value is not None:
+            overrides[name] = value
+    if args.vsvf_sigmas:
+        overrides["sigma_fractions"] = floats(args.vsvf_sigmas)
+    if args.vsvf_sigma_weights:
+        overrides["sigma_weights"] = floats(args.vsvf_sigma_weights)
+    elif args.vsvf_sigmas and len(overrides["sigma_fractions"]) != len(VSVFSettings().sigma_weights):
+        n = len(overrides["sigma_fractions"])
+        overrides["sigma_weights"] = tuple(float(i + 1) for i in range(n))  # increasing, as the defaults
+    if args.vsvf_lncc:
+        scales = []
+        for item in args.vsvf_lncc.split(","):
+            ratio, weight, dilation = item.split(":")
+            scales.append(LNCCScale(float(eval(ratio, {}, {})), float(weight), int(dilation)))
+        overrides["lncc_scales"] = scales
+    return VSVFSettings(**overrides)
+
+
+# ---------------------------------------------------------------------------------------------- report
+def summarise(rows: list[dict], methods: list[str]) -> list[dict]:
+    summary = []
+    for method in methods:
+        rs = [r for r in rows if r["method"] == method and r.get("error") is None]
+        if not rs:
+            summary.append({"method": method, "pairs": 0})
+            continue
+        dice = np.array([r["dice"] for r in rs])
+        summary.append({
+            "method": method, "pairs": len(rs),
+            "dice_mean": float(dice.mean()), "dice_sd": float(dice.std(ddof=1)) if len(rs) > 1 else 0.0,
+            "fold_fraction": float(np.mean([r["fold_fraction"] for r in rs])),
+            "pairs_with_folds": int(sum(r["fold_fraction"] > 0 for r in rs)),
+            "detj_min": float(min(r["detj_min"] for r in rs)),
+            "detj_max": float(max(r["detj_max"] for r in rs)),
+            "seconds": float(np.mean([r["seconds"] for r in rs])),
+        })
+    return summary
+
+
+def markdown(summary: list[dict], header: str) -> str:
+    lines = [header, "",
+             "| method | pairs | mean Dice ± sd | fold fraction | pairs with folds | det J min | det J max | s / pair |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in summary:
+        if not s["pairs"]:
+            lines.append(f"| {s['method']} | 0 | failed | | | | | |")
+            continue
+        lines.append(f"| {s['method']} | {s['pairs']} | {s['dice_mean']:.3f} ± {s['dice_sd']:.3f} | "
+                     f"{s['fold_fraction']:.2e} | {s['pairs_with_folds']} | {s['detj_min']:.3f} | "
+                     f"{s['detj_max']:.2f} | {s['seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=10, help="number of directed held-out pairs (default 10)")
+    ap.add_argument("--quick", action="store_true", help="one pair only")
+    ap.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma list of {', '.join(ALL_METHODS)}")
+    ap.add_argument("--out", default=None, help="summary file: .md (markdown) or .csv; per-pair rows to <stem>_pairs.csv")
+    ap.add_argument("--keep", default=None, help="keep every method's outputs under this folder")
+    ap.add_argument("--working-spacing", type=float, default=None, help="vsvf-opt working spacing in mm")
+    ap.add_argument("--vsvf-iterations", type=int, default=None)
+    ap.add_argument("--vsvf-learning-rate", type=float, default=None)
+    ap.add_argument("--vsvf-regularisation", type=float, default=None)
+    ap.add_argument("--vsvf-time-steps", type=int, default=None)
+    ap.add_argument("--vsvf-map-resolution-factor", type=float, default=None)
+    ap.add_argument("--vsvf-sigmas", default=None, help="sigma fractions of the domain, e.g. 0.02,0.04,0.06")
+    ap.add_argument("--vsvf-sigma-weights", default=None, help="weights, e.g. 1/6,2/6,3/6 (default increasing)")
+    ap.add_argument("--vsvf-lncc", default=None, help="LNCC scales ratio:weight:dilation,..., e.g. 0.0625:0.3:1,0.125:0.7:1")
+    args = ap.parse_args(argv)
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        if m not in ALL_METHODS:
+            ap.error(f"unknown method {m!r} (choose from {', '.join(ALL_METHODS)})")
+    n = 1 if args.quick else args.pairs
+    pairs = benchmark_pairs(n)
+
+    import torch
+
+    torch.set_num_threads(THREADS)
+    if "vsvf-opt" in methods:
+        print(f"vsvf-opt settings: working_spacing={args.working_spacing or 'default'} {vsvf_settings_from_args(args)}",
+              flush=True)
+
+    rows: list[dict] = []
+    for fixed, moving in pairs:
+        for method in methods:
+            with tempfile.TemporaryDirectory(prefix="malf_bench_") as tmp:
+                workdir = os.path.join(args.keep, f"{fixed}_{moving}") if args.keep else tmp
+                os.makedirs(workdir, exist_ok=True)
+                row = {"method": method, "fixed": fixed, "moving": moving, "error": None}
+                try:
+                    row.update(run_method(method, fixed, moving, args, workdir))
+                except Exception as exc:  # keep going: one failing peer must not lose the other numbers
+                    row["error"] = f"{type(exc).__name__}: {exc}"
+            rows.append(row)
+            if row["error"]:
+                print(f"{fixed}<-{moving} {method:9s} FAILED {row['error']}", flush=True)
+            else:
+                print(f"{fixed}<-{moving} {method:9s} dice {row['dice']:.4f} folds {row['fold_fraction']:.2e} "
+                      f"detJ [{row['detj_min']:.3f}, {row['detj_max']:.2f}] {row['seconds']:.1f} s", flush=True)
+
+    summary = summarise(rows, methods)
+    header = (f"malf2012 held-out pairs: {len(pairs)} ({', '.join(f'{f}<-{m}' for f, m in pairs)}); "
+              f"{THREADS} threads; seconds end to end (read to write)")
+    table = markdown(summary, header)
+    print()
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".md":
+            out.write_text(table)
+        else:
+            with open(out, "w", newline="") as fh:
+                keys = ["method", "pairs", "dice_mean", "dice_sd", "fold_fraction", "pairs_with_folds", "detj_min",
+                        "detj_max", "seconds"]
+                w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(summary)
+        with open(out.with_name(out.stem + "_pairs.csv"), "w", newline="") as fh:
+            keys = ["method", "fixed", "moving", "dice", "fold_fraction", "detj_min", "detj_max", "seconds",
+                    "engine_total_s", "error"]
+            w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+        print(f"written {out}")
+    return 1 if any(r["error"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
