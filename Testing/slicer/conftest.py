@@ -1,5 +1,6 @@
-"""Fixtures for the scene-bridge tests: real MRML scenes (slicer-core) and volume nodes built
-from the shared data, downsampled to 3 mm so each registration takes seconds."""
+"""Fixtures for the scene-bridge tests: real MRML scenes (slicer-core), volume nodes built from the
+demo pair bundled with the engine (4 mm), and a pair with a known answer made from it. The engine
+is always the real one (`avsm`, torch on the CPU)."""
 from __future__ import annotations
 
 import sys
@@ -17,16 +18,30 @@ for path in (HERE, MODULE_DIR):
 slicer = pytest.importorskip("slicer", reason="slicer-core is not installed (pip install slicer-core)")
 sitk = pytest.importorskip("SimpleITK")
 
-from slicer_test_support import FAKE_ENGINE, add_volume, data_file, downsample  # noqa: E402
+from slicer_test_support import (add_pair, close_scene, data_file, downsample, load_demo_pair,  # noqa: E402
+                                 make_known_pair, make_scene)
+
+
+@pytest.fixture(scope="session")
+def demo_pair():
+    """(fixed, moving, fixed_labels, moving_labels) SimpleITK images of the bundled demo pair at 4 mm;
+    the labels are each brain mask split in 4 quadrants."""
+    return load_demo_pair()
+
+
+@pytest.fixture(scope="session")
+def known_pair(demo_pair):
+    """The demo fixed volume and a copy moved by a known rigid transform onto an oblique grid."""
+    return make_known_pair(demo_pair[0], demo_pair[2])
 
 
 @pytest.fixture(scope="session")
 def malf_pair():
-    """(fixed, moving, fixed_labels, moving_labels) SimpleITK images of malf2012 1010 / 1011 at 3 mm.
-    Labels are reduced to 4 large structures so Dice is meaningful at this resolution."""
+    """(fixed, moving, fixed_labels, moving_labels) of malf2012 1010 / 1011 at 3 mm, labels reduced to
+    4 large structures. Needs ../shared/data (skipped with the reason when absent)."""
     images = []
     for subject in ("1010", "1011"):
-        image = downsample(sitk.ReadImage(str(data_file("malf2012", f"{subject}_SS.nii.gz"))))
+        image = downsample(sitk.ReadImage(str(data_file("malf2012", f"{subject}_SS.nii.gz"))), 3.0)
         labels = sitk.ReadImage(str(data_file("malf2012", f"{subject}_glm.nii.gz")))
         array = sitk.GetArrayFromImage(labels)
         coarse = np.zeros_like(array, dtype=np.uint8)
@@ -35,43 +50,26 @@ def malf_pair():
             coarse[np.isin(array, members)] = value
         coarse_image = sitk.GetImageFromArray(coarse)
         coarse_image.CopyInformation(labels)
-        images.append((image, downsample(coarse_image, labels=True)))
+        images.append((image, downsample(coarse_image, 3.0, labels=True)))
     (fixed, fixed_labels), (moving, moving_labels) = images
     return fixed, moving, fixed_labels, moving_labels
 
 
 @pytest.fixture
 def scene():
-    scene = slicer.vtkMRMLScene()
-    logic = slicer.vtkSlicerSubjectHierarchyModuleLogic()  # provides the scene's subject hierarchy
-    logic.SetMRMLScene(scene)
-    colors = slicer.vtkSlicerColorLogic()  # the default colour tables label maps refer to
-    colors.SetMRMLScene(scene)
-    scene.logics = (logic, colors)
+    scene = make_scene()
     yield scene
-    for logic in scene.logics:
-        logic.SetMRMLScene(None)
-    scene.Clear(1)
+    close_scene(scene)
 
 
 @pytest.fixture
-def nodes(scene, malf_pair):
-    """Volume and label-map nodes of the malf pair, with the moving ones in a subject folder."""
-    fixed, moving, fixed_labels, moving_labels = malf_pair
-    result = {
-        "fixed": add_volume(scene, fixed, "1010"),
-        "moving": add_volume(scene, moving, "1011"),
-        "fixedLabels": add_volume(scene, fixed_labels, "1010 labels", "vtkMRMLLabelMapVolumeNode"),
-        "movingLabels": add_volume(scene, moving_labels, "1011 labels", "vtkMRMLLabelMapVolumeNode"),
-    }
-    hierarchy = scene.GetSubjectHierarchyNode()
-    folder = hierarchy.CreateFolderItem(hierarchy.GetSceneItemID(), "subject 1011")
-    for key in ("moving", "movingLabels"):
-        hierarchy.CreateItem(folder, result[key])
-    result["folder"] = folder
-    return result
+def nodes(scene, demo_pair):
+    """Volume and label-map nodes of the demo pair ('fixed', 'moving'), moving ones in a subject folder."""
+    return add_pair(scene, *demo_pair)
 
 
 @pytest.fixture
-def fake_launcher():
-    return [sys.executable, str(FAKE_ENGINE)]
+def known_nodes(scene, known_pair):
+    """Nodes of the known-answer pair ('fixed', 'moved'), moving ones in a subject folder."""
+    pair = known_pair
+    return add_pair(scene, pair.fixed, pair.moving, pair.fixed_labels, pair.moving_labels, moving_name="moved")

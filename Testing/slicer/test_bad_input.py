@@ -24,7 +24,7 @@ def test_valid_inputs_have_no_problem(nodes):
 
 
 def test_same_node_as_fixed_and_moving(scene, nodes, tmp_path):
-    assert_refused(scene, tmp_path, "same node '1010'", nodes["fixed"], nodes["fixed"], method="affine")
+    assert_refused(scene, tmp_path, "same node 'fixed'", nodes["fixed"], nodes["fixed"], method="affine")
 
 
 def test_missing_volume_asks_for_one(nodes):
@@ -32,8 +32,8 @@ def test_missing_volume_asks_for_one(nodes):
     assert input_problem(None, nodes["moving"]) == "Select a fixed volume."
 
 
-def test_two_dimensional_volume(scene, nodes, malf_pair, tmp_path):
-    single_slice = add_volume(scene, malf_pair[1][:, :, 20:21], "one slice")
+def test_two_dimensional_volume(scene, nodes, demo_pair, tmp_path):
+    single_slice = add_volume(scene, demo_pair[1][:, :, 15:16], "one slice")
     assert_refused(scene, tmp_path, r"is 2-D \(\d+ x \d+ x 1 voxels\)", nodes["fixed"], single_slice, method="affine")
 
 
@@ -43,8 +43,8 @@ def test_vector_volume(scene, nodes, tmp_path):
     assert_refused(scene, tmp_path, r"vector volume \(3 components\)", vector, nodes["moving"], method="affine")
 
 
-def test_empty_volume(scene, nodes, malf_pair, tmp_path):
-    zeros = add_volume(scene, malf_pair[1] * 0, "zeros")
+def test_empty_volume(scene, nodes, demo_pair, tmp_path):
+    zeros = add_volume(scene, demo_pair[1] * 0, "zeros")
     assert_refused(scene, tmp_path, "is empty: every voxel is 0", nodes["fixed"], zeros, method="affine")
     no_image = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "no image")
     assert_refused(scene, tmp_path, "has no image data", no_image, nodes["moving"], method="affine")
@@ -54,9 +54,9 @@ def test_label_map_given_as_intensity_volume(scene, nodes, tmp_path):
     assert_refused(scene, tmp_path, "is a label map", nodes["fixed"], nodes["movingLabels"], method="affine")
 
 
-def test_labels_on_a_different_grid(scene, nodes, malf_pair, tmp_path):
-    coarse = add_volume(scene, downsample(malf_pair[3], 4.0, labels=True), "coarse labels", "vtkMRMLLabelMapVolumeNode")
-    assert_refused(scene, tmp_path, "not on the grid of the moving volume '1011'", nodes["fixed"], nodes["moving"],
+def test_labels_on_a_different_grid(scene, nodes, demo_pair, tmp_path):
+    coarse = add_volume(scene, downsample(demo_pair[3], 6.0, labels=True), "coarse labels", "vtkMRMLLabelMapVolumeNode")
+    assert_refused(scene, tmp_path, "not on the grid of the moving volume 'moving'", nodes["fixed"], nodes["moving"],
                    movingLabels=coarse, method="affine")
     assert_refused(scene, tmp_path, "fixed label map 'coarse labels' is not on the grid", nodes["fixed"],
                    nodes["moving"], fixedLabels=coarse, method="affine")
@@ -68,7 +68,7 @@ def test_labels_of_the_wrong_type(scene, nodes, tmp_path):
 
 
 def test_output_node_that_is_an_input(scene, nodes, tmp_path):
-    assert_refused(scene, tmp_path, "would overwrite the input '1011'", nodes["fixed"], nodes["moving"],
+    assert_refused(scene, tmp_path, "would overwrite the input 'moving'", nodes["fixed"], nodes["moving"],
                    outputWarped=nodes["moving"], method="affine")
 
 
