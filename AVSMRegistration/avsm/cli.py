@@ -1,4 +1,4 @@
-"""The ``avsm`` command line (DESIGN §5): ``avsm register``, ``avsm demo``.
+"""The ``avsm`` command line (DESIGN §5): ``avsm register``, ``avsm demo``, ``avsm train``.
 
 Errors: one line on stderr (``avsm: error: ...``), exit code 2 for bad input, no partial output.
 """
@@ -40,6 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     _register_arguments(commands.add_parser("register", help="register MOVING to FIXED"))
     demo = commands.add_parser("demo", help="register the bundled demo pair (open_ms patient07 T1 <- IXI002 T1, 2 mm)")
     _register_arguments(demo, with_inputs=False)
+    batch = commands.add_parser("batch", help="register every pair of a CSV (fixed,moving[,moving_labels,fixed_labels,name]); "
+                                              "resumable; under torchrun each rank takes its share")
+    batch.add_argument("pairs", help="CSV with a header: fixed, moving, optional moving_labels, fixed_labels, name")
+    _register_arguments(batch, with_inputs=False)
+    batch.add_argument("--workers", type=int, default=1, help="parallel worker processes on this machine")
+    train = commands.add_parser("train", help="train an avsm or voxelmorph network from a TOML config "
+                                              "(multi-process: torchrun ... -m avsm.training CONFIG)")
+    train.add_argument("config", nargs="?", help="TOML configuration (see --describe)")
+    train.add_argument("--resume", default=None, help="'auto' (latest checkpoint of the run folder) or a checkpoint path")
+    train.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this global step")
+    train.add_argument("--describe", action="store_true", help="print every configuration field and exit")
     return parser
 
 
@@ -98,12 +109,56 @@ def _check_output_writable(outdir: Path) -> None:
         raise AVSMError(f"output folder is not writable: {outdir}")
 
 
+def run_train(args: argparse.Namespace) -> int:
+    from .training import describe, train
+
+    if args.describe:
+        print(describe())
+        return 0
+    if args.config is None:
+        raise AVSMError("avsm train needs a CONFIG.toml (see avsm train --describe)")
+    model = train(args.config, resume=args.resume, stop_after=args.stop_after)
+    if model.exists():
+        print(f"model written to {model}")
+    return 0
+
+
+def run_batch_command(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+
+    if not args.output:
+        raise AVSMError("avsm batch needs an output folder: -o OUTDIR")
+    if args.workers < 1:
+        raise AVSMError(f"--workers must be at least 1 (got {args.workers})")
+    if args.method not in ALL_METHODS:
+        raise AVSMError(f"unknown method '{args.method}'; choose one of {', '.join(ALL_METHODS)}")
+    _check_output_writable(Path(args.output))
+    callback, bar = _progress(args.progress)
+    options = dict(method=args.method, device=args.device, model=args.model, affine_steps=args.affine_steps,
+                   vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, working_spacing=args.working_spacing)
+    try:
+        records = run_batch(args.pairs, args.output, options, workers=args.workers, progress=callback)
+    finally:
+        if bar is not None:
+            bar.close()
+    failed = [r for r in records if r["status"] == "failed"]
+    print(f"{len(records) - len(failed)} of {len(records)} pairs registered or already done; "
+          f"summary in {Path(args.output) / 'summary.csv'}")
+    for record in failed:
+        print(f"failed: {record['name']}: {record['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "register":
             return run_register(args, args.fixed, args.moving, args.output, args.moving_labels, args.fixed_labels)
+        if args.command == "train":
+            return run_train(args)
+        if args.command == "batch":
+            return run_batch_command(args)
         if args.command == "demo":
             outdir = args.output or "demo_output"
             return run_register(args, str(SAMPLE_DATA / "fixed_t1_2mm.nii.gz"),
