@@ -30,7 +30,7 @@ from ..errors import AVSMError
 from ..geometry import Grid, coarser_grid, physical_points
 from ..integrate import advect_map, scaling_and_squaring
 from ..losses import diffusion_regulariser
-from ..maps import apply_affine, compose, resample_map, sample, warp_image
+from ..maps import apply_affine, compose, sample, upsample_map, warp_image
 from ..smoothing import DEFAULT_SIGMA_FRACTIONS, DEFAULT_WEIGHTS, MultiGaussianSmoother, default_sigmas_mm
 from .affine_net import AffineNet, AffineSteps, grid_centre_and_extent, multi_step_affine
 from .unets import MomentumUNet, VoxelMorphUNet
@@ -103,8 +103,8 @@ def momentum_regulariser(momentum: torch.Tensor, velocity: torch.Tensor, extent:
 
 def full_map(matrix: torch.Tensor, translation: torch.Tensor, deformation: torch.Tensor, map_grid: Grid,
              fixed_grid: Grid) -> torch.Tensor:
-    """phi = A ∘ psi^{-1} on ``fixed_grid`` (batched affine)."""
-    return apply_affine(matrix, translation, resample_map(deformation, map_grid, fixed_grid))
+    """phi = A ∘ psi^{-1} on ``fixed_grid`` (batched affine); ``map_grid`` shares its corners (coarser_grid)."""
+    return apply_affine(matrix, translation, upsample_map(deformation, fixed_grid))
 
 
 class RegistrationNetwork(nn.Module):

@@ -20,7 +20,7 @@ import SimpleITK as sitk
 import torch
 
 from ..errors import AVSMError
-from ..geometry import Grid, image_to_tensor
+from ..geometry import Grid
 from ..preprocess import centre_of_mass, normalise_intensity, resample_to_grid
 from .config import TrainConfig
 from .synthetic import synthesise

@@ -1,0 +1,360 @@
+"""``avsm train``: the headless trainer (curriculum, validation, TensorBoard, checkpoints, exact resume, DDP).
+
+Order of work, so that bad input fails before anything is written or any step is taken: the config is
+validated (:func:`load_config`), the data listed and checked from headers, a checkpoint to resume from is
+verified (sha256 sidecar, then ``torch.load(weights_only=True)``) and matched against the config; only
+then are the cache, the TensorBoard log and checkpoints written.
+
+Determinism: the weights are initialised from ``seed``; the pairs of step ``n`` on rank ``r`` are drawn
+from a ``torch.Generator`` seeded with (seed, r, n), so a resumed run draws exactly the pairs the
+uninterrupted run would have; model, optimiser, scheduler, step and the global torch RNG are restored
+from the checkpoint. Validation draws nothing from training's random streams.
+
+Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) the objective is wrapped in
+``DistributedDataParallel`` (gloo on CPU, nccl on GPU); rank 0 builds the cache, validates, logs and
+writes checkpoints.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .. import __version__
+from ..errors import AVSMError
+from ..jacobian import det_jacobian
+from ..maps import warp_labels
+from ..metrics import dice_per_label, mean_dice
+from ..models import sha256_of
+from ..networks import NetworkConfig, build_network
+from ..networks.affine_net import batched_affine_map
+from .config import TrainConfig, load_config
+from .data import PairSource, check_subjects, list_label_maps, list_subjects, load_cached, training_grid
+from .objective import STAGES, Objective
+from .synthetic import synthesise
+
+CHECKPOINT_KEYS = ("config", "state_dict", "working_spacing_mm", "train_config", "step", "stage", "optimiser",
+                   "scheduler", "torch_rng")
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def init_distributed(device: torch.device) -> Distributed:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size())
+
+
+def stage_at(epoch: int, config: TrainConfig) -> Optional[str]:
+    t = config.train
+    bounds = np.cumsum([t.affine_epochs, t.affine_multi_epochs, t.deformable_epochs, t.deformable_multi_epochs])
+    for stage, bound in zip(STAGES, bounds):
+        if epoch < bound:
+            return stage
+    return None
+
+
+def total_epochs(config: TrainConfig) -> int:
+    t = config.train
+    return t.affine_epochs + t.affine_multi_epochs + t.deformable_epochs + t.deformable_multi_epochs
+
+
+def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    """The random stream of one step on one rank (a pure function of its three numbers)."""
+    entropy = np.random.SeedSequence([seed, rank, step]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(entropy[0]) << 32 | int(entropy[1]))
+
+
+def _write_with_checksum(payload: dict, path: Path) -> None:
+    """Atomic write (temporary file, then rename) and a ``.sha256`` sidecar."""
+    partial = path.with_name(path.name + ".partial")
+    torch.save(payload, partial)
+    digest = sha256_of(partial)
+    os.replace(partial, path)
+    sidecar = path.with_name(path.name + ".sha256")
+    sidecar_partial = sidecar.with_name(sidecar.name + ".partial")
+    sidecar_partial.write_text(f"{digest}  {path.name}\n")
+    os.replace(sidecar_partial, sidecar)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """Verify a training checkpoint against its sha256 sidecar, then load it (weights only)."""
+    if not path.is_file():
+        raise AVSMError(f"checkpoint not found: {path}")
+    sidecar = path.with_name(path.name + ".sha256")
+    if not sidecar.is_file():
+        raise AVSMError(f"checkpoint {path} has no checksum file {sidecar.name}; refusing to resume from it")
+    expected = sidecar.read_text().split()[0]
+    actual = sha256_of(path)
+    if actual != expected:
+        raise AVSMError(f"checkpoint {path} fails its checksum (sha256 {actual[:12]}..., expected {expected[:12]}...): "
+                        "the file is truncated or corrupted")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise AVSMError(f"checkpoint {path} cannot be loaded ({type(error).__name__})") from None
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise AVSMError(f"checkpoint {path} is not a training checkpoint (missing: {', '.join(missing)})")
+    return state
+
+
+def checkpoints_in(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "checkpoints").glob("step_*.pt"))
+
+
+def resolve_resume(resume: Optional[str], run_dir: Path) -> Optional[Path]:
+    existing = checkpoints_in(run_dir)
+    if resume is None:
+        if existing:
+            raise AVSMError(f"run folder {run_dir} already holds checkpoints; resume with --resume auto or choose "
+                            "another run_dir (nothing was overwritten)")
+        return None
+    if resume == "auto":
+        if not existing:
+            raise AVSMError(f"--resume auto: no checkpoint in {run_dir / 'checkpoints'}")
+        return existing[-1]
+    return Path(resume)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, resume: Optional[str] = None):
+        self.config = config
+        t = config.train
+        torch.set_num_threads(t.threads)
+        if t.device == "cuda" and not torch.cuda.is_available():
+            raise AVSMError("train.device is 'cuda' but no CUDA GPU is available")
+        self.device = torch.device("cuda" if t.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
+        self.run_dir = config.path(config.run_dir)
+        # --- checks that write nothing ---
+        self.subjects = list_subjects(config)
+        check_subjects(self.subjects)
+        self.label_map_paths = list_label_maps(config)
+        real_train = len(self.subjects) - config.data.validation_count
+        if self.subjects and real_train < 2 and config.data.synthetic_fraction < 1.0:
+            raise AVSMError(f"{len(self.subjects)} real subjects leave {max(real_train, 0)} for training after "
+                            f"data.validation_count = {config.data.validation_count}; at least 2 are needed")
+        resume_path = resolve_resume(resume, self.run_dir)
+        self.state = read_checkpoint(resume_path) if resume_path is not None else None
+        if self.state is not None:
+            if NetworkConfig.from_dict(self.state["config"]) != config.network:
+                raise AVSMError(f"checkpoint {resume_path} was trained with a different [network] section")
+            if self.state["working_spacing_mm"] != config.data.working_spacing_mm:
+                raise AVSMError(f"checkpoint {resume_path} was trained at {self.state['working_spacing_mm']} mm, "
+                                f"the config says {config.data.working_spacing_mm} mm")
+        self.dist = init_distributed(self.device)
+        # --- from here on files are written ---
+        self.grid = training_grid(config)
+        if self.dist.main:
+            self._load_data(build=True)
+        self.dist.barrier()
+        if not self.dist.main:
+            self._load_data(build=False)
+        torch.manual_seed(config.seed)
+        self.network = build_network(config.network).to(self.device)
+        self.objective = Objective(self.network, self.grid, t)
+        self.step = 0
+        if self.state is not None:
+            self.network.load_state_dict(self.state["state_dict"])
+            self.step = int(self.state["step"])
+            torch.set_rng_state(self.state["torch_rng"])
+        self.steps_total = total_epochs(config) * t.steps_per_epoch
+        self.stage = None
+        self.optimiser = self.scheduler = self.model = None
+        self.writer = None
+
+    def _load_data(self, build: bool) -> None:
+        n_val = self.config.data.validation_count if self.subjects else 0
+        records = load_cached(self.subjects, self.config, "subject", build)
+        label_maps = load_cached(self.label_map_paths, self.config, "labelmap", build)
+        self.train_records = records[: len(records) - n_val] if n_val else records
+        self.val_records = records[len(records) - n_val:] if n_val else []
+        self.pairs = PairSource(self.config, self.train_records if self.config.data.synthetic_fraction < 1 else [],
+                                label_maps)
+
+    # ----------------------------------------------------------------------------------------------------------
+    def _enter_stage(self, stage: str) -> None:
+        """Trainable parameters, a fresh Adam and StepLR for the stage (or those of the checkpoint)."""
+        t = self.config.train
+        affine_stage = stage.startswith("affine")
+        for name, parameter in self.network.named_parameters():
+            parameter.requires_grad_(name.startswith("affine_net.") == affine_stage)
+        trainable = [p for p in self.network.parameters() if p.requires_grad]
+        self.optimiser = torch.optim.Adam(trainable, lr=t.learning_rate)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimiser, t.lr_decay_epochs, t.lr_decay)
+        if self.state is not None and self.state["stage"] == stage:
+            self.optimiser.load_state_dict(self.state["optimiser"])
+            self.scheduler.load_state_dict(self.state["scheduler"])
+            self.state = None
+        if self.dist.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model = DistributedDataParallel(self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        else:
+            self.model = self.objective
+        self.stage = stage
+
+    def _batch(self, step: int) -> dict:
+        generator = step_generator(self.config.seed, self.dist.rank, step)
+        pairs = [self.pairs.draw(generator) for _ in range(self.config.train.batch_size)]
+        batch = {"fixed": torch.cat([p["fixed"] for p in pairs]).to(self.device),
+                 "moving": torch.cat([p["moving"] for p in pairs]).to(self.device)}
+        t = self.config.train
+        if t.dice_weight > 0 and self.config.network.method == "voxelmorph" and all(
+                p["fixed_labels"] is not None and p["moving_labels"] is not None for p in pairs):
+            fixed_onehot, moving_onehot = [], []
+            for p in pairs:
+                labels = torch.unique(p["fixed_labels"])
+                labels = labels[labels != 0]
+                chosen = labels[torch.randperm(labels.numel(), generator=generator)[: t.dice_labels_per_step]]
+                fixed_onehot.append((p["fixed_labels"] == chosen.view(1, -1, 1, 1, 1)).float())
+                moving_onehot.append((p["moving_labels"] == chosen.view(1, -1, 1, 1, 1)).float())
+            if len({o.shape[1] for o in fixed_onehot}) == 1:
+                batch["fixed_onehot"] = torch.cat(fixed_onehot).to(self.device)
+                batch["moving_onehot"] = torch.cat(moving_onehot).to(self.device)
+        return batch
+
+    def validate(self, stage: str) -> dict:
+        """Mean label Dice and fold fraction (det J <= 0) on the validation pairs at the working resolution."""
+        t = self.config.train
+        pairs = []
+        if self.val_records:
+            n = len(self.val_records)
+            for k in range(min(t.validation_pairs, n * (n - 1))):
+                i, j = k % n, (k % n + 1 + k // n) % n
+                pairs.append((self.val_records[i]["image"], self.val_records[j]["image"],
+                              self.val_records[i]["labels"], self.val_records[j]["labels"]))
+        elif self.pairs.label_maps:
+            for k in range(t.validation_pairs):
+                generator = step_generator(self.config.seed, -1 % 2**31, k)  # a stream training never uses
+                maps = self.pairs.label_maps
+                fixed, fixed_labels = synthesise(maps[k % len(maps)]["labels"], self.grid, generator)
+                moving, moving_labels = synthesise(maps[(k + 1) % len(maps)]["labels"], self.grid, generator)
+                pairs.append((fixed, moving, fixed_labels, moving_labels))
+        dices, folds, det_min = [], [], []
+        eye = torch.eye(3, device=self.device)[None]
+        zero = torch.zeros(1, 3, device=self.device)
+        with torch.no_grad():
+            for fixed, moving, fixed_labels, moving_labels in pairs:
+                fixed, moving = fixed.to(self.device), moving.to(self.device)
+                affine_steps = 1 if stage == "affine" else t.train_affine_steps
+                affine = self.network.affine(fixed, self.grid, moving, self.grid, eye, zero, affine_steps)
+                if stage.startswith("affine"):
+                    phi = batched_affine_map(affine.matrix, affine.translation, self.grid)
+                else:
+                    steps = t.train_vsvf_steps if stage == "deformable_multi" else 1
+                    phi = self.network.deformable(fixed, self.grid, moving, self.grid, affine.matrix,
+                                                  affine.translation, steps).phi
+                det = det_jacobian(phi.double(), self.grid)
+                folds.append(float((det <= 0).double().mean()))
+                det_min.append(float(det.min()))
+                if fixed_labels is not None and moving_labels is not None:
+                    warped = warp_labels(moving_labels.float().to(self.device), self.grid, phi)
+                    dices.append(mean_dice(dice_per_label(warped[0, 0].cpu().numpy().astype(np.int64),
+                                                          fixed_labels[0, 0].numpy().astype(np.int64))))
+        return {"dice": float(np.mean(dices)) if dices else float("nan"),
+                "fold_fraction": float(np.mean(folds)) if folds else float("nan"),
+                "det_jacobian_min": float(np.min(det_min)) if det_min else float("nan"), "pairs": len(pairs)}
+
+    def _network_payload(self) -> dict:
+        return {"config": self.config.network.to_dict(), "state_dict": self.network.state_dict(),
+                "working_spacing_mm": self.config.data.working_spacing_mm, "version": __version__}
+
+    def save_checkpoint(self) -> Path:
+        folder = self.run_dir / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"step_{self.step:07d}.pt"
+        payload = {**self._network_payload(), "train_config": self.config.to_dict(), "step": self.step,
+                   "stage": self.stage, "optimiser": self.optimiser.state_dict(),
+                   "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state()}
+        _write_with_checksum(payload, path)
+        for old in checkpoints_in(self.run_dir)[: -self.config.train.keep_checkpoints]:
+            old.unlink()
+            old.with_name(old.name + ".sha256").unlink(missing_ok=True)
+        return path
+
+    def log(self, values: dict, prefix: str) -> None:
+        if self.writer is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and np.isfinite(value):
+                    self.writer.add_scalar(f"{prefix}/{key}", value, self.step)
+
+    def run(self, stop_after: Optional[int] = None) -> Path:
+        from tqdm import tqdm
+
+        t = self.config.train
+        if self.dist.main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        bar = tqdm(total=self.steps_total, initial=self.step, disable=None if self.dist.main else True,
+                   file=sys.stderr, desc="avsm train")
+        last = min(self.steps_total, stop_after) if stop_after is not None else self.steps_total
+        try:
+            while self.step < last:
+                epoch = self.step // t.steps_per_epoch
+                stage = stage_at(epoch, self.config)
+                if stage != self.stage:
+                    self._enter_stage(stage)
+                self.network.train()
+                batch = self._batch(self.step)
+                started = time.perf_counter()
+                loss, stats = self.model(batch["fixed"], batch["moving"], stage, epoch,
+                                         batch.get("fixed_onehot"), batch.get("moving_onehot"))
+                self.optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimiser.step()
+                self.step += 1
+                stats.update(seconds=time.perf_counter() - started, lr=self.optimiser.param_groups[0]["lr"],
+                             stage=STAGES.index(stage))
+                self.log(stats, "train")
+                bar.update(1)
+                bar.set_postfix_str(f"{stage} e{epoch} loss {stats['loss']:.4f}")
+                if self.step % t.steps_per_epoch == 0:
+                    if self.dist.main:
+                        self.log(self.validate(stage), "validation")
+                    self.scheduler.step()
+                if self.dist.main and (self.step % t.checkpoint_every == 0 or self.step == last):
+                    self.save_checkpoint()
+                self.dist.barrier()
+        finally:
+            bar.close()
+            if self.writer is not None:
+                self.writer.close()
+        model_path = self.run_dir / "model.pt"
+        if self.dist.main and self.step >= self.steps_total:
+            _write_with_checksum(self._network_payload(), model_path)
+        self.dist.barrier()
+        return model_path
+
+
+def train(config_path: str | Path, resume: Optional[str] = None, stop_after: Optional[int] = None) -> Path:
+    """Train from a TOML config; returns the path of the final ``model.pt`` (written when training completes)."""
+    trainer = Trainer(load_config(config_path), resume)
+    try:
+        return trainer.run(stop_after)
+    finally:
+        if trainer.dist.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
