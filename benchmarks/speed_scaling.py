@@ -1,0 +1,153 @@
+"""Speed and peak memory of the engine against volume size, with ANTs SyN / elastix on the same pair.
+
+For each cubic size N (default 96, 128, 192, 256) a fixed/moving pair is made from two training
+subjects of malf2012 (1010 <- 1011; or the bundled demo pair without ../shared) resampled onto an N^3
+grid covering the head (so larger N = finer voxels, same anatomy). Each measurement runs in a fresh
+process (`python benchmarks/speed_scaling.py --one ...`) so its peak RSS is its own:
+
+* end to end: read the files, register, write every output (``avsm register`` semantics);
+* stages: the engine's own timings (pre-processing, affine, vSVF, full-resolution outputs);
+* peak memory: ``ru_maxrss`` of that process (CPU), ``torch.cuda.max_memory_allocated`` on a GPU.
+
+Usage: ``python benchmarks/speed_scaling.py [--sizes 96,128,192,256] [--methods affine,vsvf-opt]
+[--peers syn,elastix] [--peer-size 192] [--threads 2] [--out results.md]``. Prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[1]
+MALF = REPO.parent / "shared" / "data" / "malf2012"
+SAMPLE = REPO / "AVSMRegistration" / "avsm" / "sample_data"
+
+
+def source_pair() -> tuple[Path, Path, str]:
+    if (MALF / "1010_SS.nii.gz").exists():
+        return MALF / "1010_SS.nii.gz", MALF / "1011_SS.nii.gz", "malf2012 1010 <- 1011 (training subjects)"
+    return SAMPLE / "fixed_t1_2mm.nii.gz", SAMPLE / "moving_t1_2mm.nii.gz", "bundled demo pair"
+
+
+def make_cube(path: Path, size: int, out: Path) -> Path:
+    """Resample ``path`` onto an axis-aligned size^3 grid covering its bounding box (linear)."""
+    image = sitk.ReadImage(str(path), sitk.sitkFloat32)
+    corners = [image.TransformIndexToPhysicalPoint([i * (n - 1) for i, n in zip(c, image.GetSize())])
+               for c in np.ndindex(2, 2, 2)]
+    low, high = np.min(corners, axis=0), np.max(corners, axis=0)
+    spacing = float(np.max(high - low) / (size - 1))
+    reference = sitk.Image([size] * 3, sitk.sitkFloat32)
+    reference.SetSpacing([spacing] * 3)
+    reference.SetOrigin(tuple((low + high) / 2 - spacing * (size - 1) / 2))
+    sitk.WriteImage(sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0), str(out))
+    return out
+
+
+def measure_one(method: str, fixed: str, moving: str, threads: int, outdir: str) -> dict:
+    """Runs inside a fresh process: one end-to-end registration, its timings and peak memory."""
+    import torch
+
+    torch.set_num_threads(threads)
+    tick = time.perf_counter()
+    if method == "syn":
+        import ants
+
+        os.makedirs(outdir, exist_ok=True)
+        registration = ants.registration(ants.image_read(fixed), ants.image_read(moving), type_of_transform="SyN",
+                                         outprefix=os.path.join(outdir, "syn_"))
+        ants.image_write(registration["warpedmovout"], os.path.join(outdir, "warped.nii.gz"))
+        stages = {}
+    elif method == "elastix":
+        import itk
+
+        itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(threads)
+        params = itk.ParameterObject.New()
+        affine_map = params.GetDefaultParameterMap("affine")
+        affine_map["AutomaticTransformInitialization"] = ["true"]
+        affine_map["AutomaticTransformInitializationMethod"] = ["CenterOfGravity"]
+        params.AddParameterMap(affine_map)
+        params.AddParameterMap(params.GetDefaultParameterMap("bspline"))
+        warped, _ = itk.elastix_registration_method(itk.imread(fixed, itk.F), itk.imread(moving, itk.F),
+                                                    parameter_object=params, log_to_console=False)
+        itk.imwrite(warped, os.path.join(outdir, "warped.nii.gz"))
+        stages = {}
+    else:
+        import avsm
+
+        result = avsm.register(fixed, moving, method=method, device="cuda" if torch.cuda.is_available() else "cpu")
+        result.save(outdir)
+        stages = result.report["timings"]
+    seconds = time.perf_counter() - tick
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    return {"seconds": seconds, "stages": stages, "peak_rss_mb": peak_mb, "gpu_peak_mb": gpu_mb,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {threads} threads"}
+
+
+def run_isolated(method: str, fixed: Path, moving: Path, threads: int, workdir: Path) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    command = [sys.executable, __file__, "--one", method, str(fixed), str(moving), "--threads", str(threads),
+               "--workdir", str(workdir / f"{method}_{fixed.stem}")]
+    completed = subprocess.run(command, capture_output=True, text=True, env=env)
+    if completed.returncode != 0:
+        return {"error": completed.stderr.strip().splitlines()[-1] if completed.stderr.strip() else "failed"}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="96,128,192,256")
+    ap.add_argument("--methods", default="affine,vsvf-opt")
+    ap.add_argument("--peers", default="syn,elastix", help="peers run once, at --peer-size ('' for none)")
+    ap.add_argument("--peer-size", type=int, default=192)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--one", nargs=3, metavar=("METHOD", "FIXED", "MOVING"), help=argparse.SUPPRESS)
+    ap.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure_one(*args.one, args.threads, args.workdir)))
+        return 0
+    fixed_src, moving_src, label = source_pair()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        sizes = [int(s) for s in args.sizes.split(",") if s]
+        peers = [p for p in args.peers.split(",") if p]
+        for size in sorted(set(sizes + ([args.peer_size] if peers else []))):
+            fixed = make_cube(fixed_src, size, work / f"fixed_{size}.nii.gz")
+            moving = make_cube(moving_src, size, work / f"moving_{size}.nii.gz")
+            methods = (args.methods.split(",") if size in sizes else []) + (peers if size == args.peer_size else [])
+            for method in methods:
+                result = run_isolated(method, fixed, moving, args.threads, work)
+                rows.append({"size": size, "method": method, **result})
+                print(f"{size}^3 {method}: {result}", file=sys.stderr, flush=True)
+    lines = [f"Pair: {label}, resampled to N^3; {rows[0].get('device', '') if rows else ''}", "",
+             "| N^3 | voxels | method | end to end (s) | pre-process (s) | affine (s) | vSVF (s) | outputs (s) | peak RSS (MB) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['size']} | {r['size']**3:,} | {r['method']} | failed: {r['error']} | | | | | |")
+            continue
+        st = r["stages"]
+        cell = lambda k: f"{st[k]:.1f}" if k in st else "-"  # noqa: E731
+        lines.append(f"| {r['size']} | {r['size']**3:,} | {r['method']} | {r['seconds']:.1f} | {cell('read_and_preprocess')} | "
+                     f"{cell('affine')} | {cell('vsvf')} | {cell('outputs')} | {r['peak_rss_mb']:.0f} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
