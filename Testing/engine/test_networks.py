@@ -160,3 +160,22 @@ def test_checkpoint_of_the_other_method_is_refused(tmp_path):
     with pytest.raises(AVSMError, match="holds a voxelmorph network, not a avsm network"):
         register(SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz", method="avsm",
                  model=str(checkpoint))
+
+
+def test_damaged_checkpoint_is_refused_with_its_reason(tmp_path):
+    from avsm import AVSMError, register
+    from avsm.models import sha256_of
+
+    checkpoint = save_checkpoint(tmp_path / "avsm.pt", "avsm")
+    (tmp_path / "avsm.pt.sha256").write_text(sha256_of(checkpoint) + "\n")
+    data = bytearray(checkpoint.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    checkpoint.write_bytes(bytes(data))
+    with pytest.raises(AVSMError, match="fails its checksum"):
+        register(SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz", method="avsm",
+                 model=str(checkpoint))
+    (tmp_path / "avsm.pt.sha256").unlink()
+    checkpoint.write_bytes(bytes(data[: len(data) // 3]))
+    with pytest.raises(AVSMError, match="cannot be loaded"):
+        register(SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz", method="avsm",
+                 model=str(checkpoint))

@@ -13,9 +13,15 @@ c_t = phi_{t-1}(c), the image of the working-grid centre c, as corr(y) = (I + L)
 with e the mean physical extent of the working grid; the network outputs (L, s) (12 numbers), so its
 output is independent of units and of where the grid sits in physical space.
 
-Departures from the authors' code (reference §2.1): global average pooling instead of a flatten of a
-fixed-size feature map (any input size works), and a zero-initialised last layer so that the untrained
-network outputs the identity correction.
+Departures from the authors' code (reference §2.1): adaptive average pooling to a fixed 4 x 4 x 4 map
+before the flatten (the reference flattens a feature map whose size depends on the input), so any input
+size works while the fully connected layers still see where features are (a global average would not:
+it cannot tell a shift to the left from one to the right); and a zero-initialised last layer so that
+the untrained network outputs the identity correction. Convolutions start from He (Kaiming) initialisation:
+with PyTorch's default initialisation the signal shrinks through the seven ReLU layers until the output
+no longer depends on the input, and the network learns one mean affine for every pair. Activations are
+LeakyReLU(0.2) rather than ReLU: with ReLU the 32 hidden units of the head died within a few hundred Adam
+steps (every pair then got the same affine).
 """
 from __future__ import annotations
 
@@ -29,6 +35,10 @@ from ..geometry import Grid, physical_points
 from ..maps import apply_affine, warp_image
 
 
+POOLED_SIZE = 4  # the encoder's output is averaged onto 4 x 4 x 4 cells whatever the input size
+NEGATIVE_SLOPE = 0.2
+
+
 def grid_centre_and_extent(grid: Grid) -> tuple[np.ndarray, float]:
     """Physical centre (LPS mm) and mean physical extent (mm) of a grid."""
     corners = grid.corners_physical()
@@ -36,8 +46,17 @@ def grid_centre_and_extent(grid: Grid) -> tuple[np.ndarray, float]:
     return corners.mean(axis=0), max(extent, 1e-6)
 
 
+def he_initialise(module: nn.Module, negative_slope: float) -> None:
+    """He-normal weights (fan-in, for (leaky) ReLU) and zero biases for every convolution and linear layer."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv3d, nn.ConvTranspose3d, nn.Linear)):
+            nn.init.kaiming_normal_(layer.weight, a=negative_slope, nonlinearity="leaky_relu")
+            nn.init.zeros_(layer.bias)
+
+
 def conv_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1), nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1),
+                         nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True))
 
 
 @dataclass
@@ -50,7 +69,7 @@ class AffineSteps:
 
 
 class AffineNet(nn.Module):
-    """Siamese first convolution, strided encoder, global pooling, two fully connected layers.
+    """Siamese first convolution, strided encoder, adaptive pooling to 4^3, two fully connected layers.
 
     ``width`` is the channel count of the encoder (the reference uses 16 for the Siamese layer and 32
     after the concatenation); ``hidden`` the width of the first fully connected layer.
@@ -64,14 +83,16 @@ class AffineNet(nn.Module):
             nn.MaxPool3d(2, ceil_mode=True), conv_relu(w2, w2), conv_relu(w2, w2, stride=2), conv_relu(w2, w2),
             nn.MaxPool3d(2, ceil_mode=True), conv_relu(w2, w2), conv_relu(w2, width, stride=2), conv_relu(width, width),
         )
-        self.head = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 12))
+        self.pool = nn.AdaptiveAvgPool3d(POOLED_SIZE)
+        self.head = nn.Sequential(nn.Linear(width * POOLED_SIZE**3, hidden), nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True), nn.Linear(hidden, 12))
+        he_initialise(self, negative_slope=NEGATIVE_SLOPE)
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         """``B x 1 x D x H x W`` images in [0, 1] (any size >= 4 per axis) -> ``B x 12`` = (L row-major, s)."""
         features = torch.cat([self.siamese(2.0 * warped - 1.0), self.siamese(2.0 * fixed - 1.0)], dim=1)
-        pooled = self.encoder(features).mean(dim=(2, 3, 4))
+        pooled = self.pool(self.encoder(features)).flatten(1)
         return self.head(pooled)
 
 

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .affine_net import he_initialise
+
 
 def conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv3d:
     return nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1)
@@ -33,8 +35,9 @@ class MomentumUNet(nn.Module):
     reference is (16, 32, 64, 128, 256) (5.9 M parameters). No normalisation layers; ReLU in the encoder,
     LeakyReLU(0.01) in the decoder, the last two convolutions linear.
     Input ``B x 2 x D x H x W`` (warped, fixed in [-1, 1]); output ``B x 3 x ceil(D/2) x ceil(H/2) x ceil(W/2)``.
-    The last layer starts at zero so the untrained network predicts zero momentum (a departure from the
-    authors' default initialisation, for a stable start).
+    Departures from the authors' default initialisation: He-normal weights (see
+    :func:`avsm.networks.affine_net.he_initialise`) and a last layer at zero, so the untrained network
+    predicts zero momentum and starts training from the affine result.
     """
 
     def __init__(self, widths: Sequence[int] = (16, 32, 64, 128, 256)):
@@ -48,6 +51,7 @@ class MomentumUNet(nn.Module):
         self.u8 = nn.ModuleList([nn.ConvTranspose3d(c16, c8, 2, stride=2), conv(2 * c8, c8), conv(c8, c8)])
         self.u4 = nn.ModuleList([nn.ConvTranspose3d(c8, c4, 2, stride=2), conv(2 * c4, c2), conv(c2, c2)])
         self.u2 = nn.ModuleList([nn.ConvTranspose3d(c2, c2, 2, stride=2), conv(2 * c2, c1), conv(c1, 3)])
+        he_initialise(self, negative_slope=0.01)
         nn.init.zeros_(self.u2[2].weight)
         nn.init.zeros_(self.u2[2].bias)
 

@@ -334,7 +334,11 @@ class Trainer:
                 bar.set_postfix_str(f"{stage} e{epoch} loss {stats['loss']:.4f}")
                 if self.step % t.steps_per_epoch == 0:
                     if self.dist.main:
-                        self.log(self.validate(stage), "validation")
+                        result = self.validate(stage)
+                        self.log(result, "validation")
+                        bar.write(f"epoch {epoch} ({stage}) step {self.step}: loss {stats['loss']:.4f}, validation Dice "
+                                  f"{result['dice']:.4f}, folds {result['fold_fraction']:.2e}, det J min "
+                                  f"{result['det_jacobian_min']:.3f}", file=sys.stdout)
                     self.scheduler.step()
                 if self.dist.main and (self.step % t.checkpoint_every == 0 or self.step == last):
                     self.save_checkpoint()
