@@ -4,6 +4,7 @@ Runs, on the same directed pairs of the held-out subjects 1000-1009 and in the s
 
 * ``affine``   – avsm affine-opt (engine defaults);
 * ``vsvf-opt`` – avsm vSVF-opt (settings from the command line, engine defaults otherwise);
+* ``vsvf-tuned`` – (only when named) vSVF-opt with TUNED_VSVF, the settings tuned on training pairs;
 * ``syn``      – ANTs SyN (antspyx, ``type_of_transform="SyN"``: its own affine stage, started from the
                  centre-of-mass initialisation ``[fixed,moving,1]`` that antspyx adds when no
                  ``initial_transform`` is given; labels with ``genericLabel``);
@@ -54,6 +55,11 @@ if not DATA.exists():
     DATA = Path("/work/shared/data/malf2012")
 HELD_OUT = [str(s) for s in range(1000, 1010)]
 ALL_METHODS = ("affine", "vsvf-opt", "syn", "elastix")
+EXTRA_METHODS = ("vsvf-tuned",)  # run only when named in --methods
+# vsvf-opt settings tuned on malf2012 TRAINING pairs (1010<-1011, 1012<-1013, 1014<-1015, 1017<-1018) with
+# benchmarks/tuning/sweep_vsvf.py; see benchmarks/tuning/README.md. Run as method "vsvf-tuned".
+TUNED_VSVF = dict(sigma_fractions=(0.015, 0.03, 0.045, 0.06, 0.075), learning_rate=2.0, regularisation=50.0,
+                  lncc_scales=((1 / 16, 0.3, 1), (1 / 8, 0.7, 1)))
 
 
 # ----------------------------------------------------------------------------------------------- pairs
@@ -101,12 +107,15 @@ def dice_mean(warped_labels: np.ndarray, fixed_labels: np.ndarray) -> float:
 def run_avsm(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
     import avsm
 
-    settings = vsvf_settings_from_args(args) if method == "vsvf-opt" else None
+    settings = spacing = None
+    if method == "vsvf-opt":
+        settings, spacing = vsvf_settings_from_args(args), args.working_spacing
+    elif method == "vsvf-tuned":
+        settings = tuned_vsvf_settings()
     tick = time.perf_counter()
-    result = avsm.register(image_path(fixed), image_path(moving), method=method,
+    result = avsm.register(image_path(fixed), image_path(moving), method="affine" if method == "affine" else "vsvf-opt",
                            moving_labels=label_path(moving), fixed_labels=label_path(fixed), device="cpu",
-                           working_spacing=args.working_spacing if method == "vsvf-opt" else None,
-                           vsvf_settings=settings)
+                           working_spacing=spacing, vsvf_settings=settings)
     result.save(os.path.join(workdir, method))
     seconds = time.perf_counter() - tick
     rep = result.report
@@ -189,18 +198,27 @@ def run_elastix(fixed: str, moving: str, args, workdir: str) -> dict:
 
 
 def run_method(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
-    if method in ("affine", "vsvf-opt"):
+    if method in ("affine", "vsvf-opt", "vsvf-tuned"):
         return run_avsm(method, fixed, moving, args, workdir)
     if method == "syn":
         return run_syn(fixed, moving, args, workdir)
     if method == "elastix":
         return run_elastix(fixed, moving, args, workdir)
-    raise ValueError(f"unknown method {method!r} (choose from {', '.join(ALL_METHODS)})")
+    raise ValueError(f"unknown method {method!r} (choose from {', '.join(ALL_METHODS + EXTRA_METHODS)})")
 
 
 # ---------------------------------------------------------------------------------------- vsvf settings
 def floats(text: str) -> tuple[float, ...]:
     return tuple(float(eval(t, {}, {})) for t in text.split(",") if t.strip())  # allows 1/15
+
+
+def tuned_vsvf_settings():
+    from avsm.losses import LNCCScale
+    from avsm.optimisation import VSVFSettings
+
+    tuned = dict(TUNED_VSVF)
+    tuned["lncc_scales"] = [LNCCScale(*scale) for scale in tuned["lncc_scales"]]
+    return VSVFSettings(**tuned)
 
 
 def vsvf_settings_from_args(args):
@@ -268,7 +286,9 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=10, help="number of directed held-out pairs (default 10)")
     ap.add_argument("--quick", action="store_true", help="one pair only")
-    ap.add_argument("--methods", default=",".join(ALL_METHODS), help=f"comma list of {', '.join(ALL_METHODS)}")
+    ap.add_argument("--methods", default=",".join(ALL_METHODS),
+                    help=f"comma list of {', '.join(ALL_METHODS + EXTRA_METHODS)} (default: {','.join(ALL_METHODS)}); "
+                         "vsvf-tuned is vsvf-opt with the settings tuned on training pairs (TUNED_VSVF)")
     ap.add_argument("--out", default=None, help="summary file: .md (markdown) or .csv; per-pair rows to <stem>_pairs.csv")
     ap.add_argument("--keep", default=None, help="keep every method's outputs under this folder")
     ap.add_argument("--working-spacing", type=float, default=None, help="vsvf-opt working spacing in mm")
@@ -284,8 +304,8 @@ def main(argv=None) -> int:
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
-        if m not in ALL_METHODS:
-            ap.error(f"unknown method {m!r} (choose from {', '.join(ALL_METHODS)})")
+        if m not in ALL_METHODS + EXTRA_METHODS:
+            ap.error(f"unknown method {m!r} (choose from {', '.join(ALL_METHODS + EXTRA_METHODS)})")
     n = 1 if args.quick else args.pairs
     pairs = benchmark_pairs(n)
 
@@ -295,6 +315,8 @@ def main(argv=None) -> int:
     if "vsvf-opt" in methods:
         print(f"vsvf-opt settings: working_spacing={args.working_spacing or 'default'} {vsvf_settings_from_args(args)}",
               flush=True)
+    if "vsvf-tuned" in methods:
+        print(f"vsvf-tuned settings: {tuned_vsvf_settings()}", flush=True)
 
     rows: list[dict] = []
     for fixed, moving in pairs:
