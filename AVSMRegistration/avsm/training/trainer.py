@@ -40,6 +40,7 @@ from .data import PairSource, check_subjects, list_label_maps, list_subjects, lo
 from .objective import STAGES, Objective
 from .synthetic import synthesise
 
+VALIDATION_STREAM = 2**31 - 1  # the "rank" of validation's random stream: no training rank uses it
 CHECKPOINT_KEYS = ("config", "state_dict", "working_spacing_mm", "train_config", "step", "stage", "optimiser",
                    "scheduler", "torch_rng")
 
@@ -248,7 +249,7 @@ class Trainer:
                               self.val_records[i]["labels"], self.val_records[j]["labels"]))
         elif self.pairs.label_maps:
             for k in range(t.validation_pairs):
-                generator = step_generator(self.config.seed, -1 % 2**31, k)  # a stream training never uses
+                generator = step_generator(self.config.seed, VALIDATION_STREAM, k)
                 maps = self.pairs.label_maps
                 fixed, fixed_labels = synthesise(maps[k % len(maps)]["labels"], self.grid, generator)
                 moving, moving_labels = synthesise(maps[(k + 1) % len(maps)]["labels"], self.grid, generator)
