@@ -179,3 +179,24 @@ def test_damaged_checkpoint_is_refused_with_its_reason(tmp_path):
     with pytest.raises(AVSMError, match="cannot be loaded"):
         register(SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz", method="avsm",
                  model=str(checkpoint))
+
+
+def test_multi_step_avsm_inverse_undoes_the_deformation():
+    """psi = exp(-v_S) ∘ ... ∘ exp(-v_1) inverts psi^{-1} = psi_1^{-1} ∘ ... ∘ psi_S^{-1} (two steps)."""
+    from avsm.maps import compose
+
+    grid = odd_grid((20, 22, 18), spacing=2.0)
+    net = build_network(NetworkConfig(**NARROW))
+    map_grid = coarser_grid(grid, 2)
+    torch.manual_seed(0)
+    momenta = [torch.nn.functional.interpolate(torch.randn(1, 3, 3, 3, 3) * 4.0, size=map_grid.shape,
+                                               mode="trilinear", align_corners=True) for _ in range(2)]
+    image = blob_tensor((20, 22, 18), 4)
+    out = net.deformable(image, grid, image, grid, torch.eye(3)[None], torch.zeros(1, 3), with_inverse=True,
+                         momenta=momenta)
+    identity = physical_points(map_grid)
+    displacement = (out.deformation - identity).abs()
+    round_trip = (compose(out.deformation, map_grid, out.inverse) - identity).abs()
+    inner = (..., slice(2, -2), slice(2, -2), slice(2, -2))
+    assert displacement.max() > 2.0  # mm: a real deformation
+    assert round_trip[inner].max() < 0.1 * displacement.max()
