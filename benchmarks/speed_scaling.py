@@ -69,6 +69,7 @@ def measure_one(method: str, fixed: str, moving: str, threads: int, outdir: str)
     elif method == "elastix":
         import itk
 
+        os.makedirs(outdir, exist_ok=True)
         itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(threads)
         params = itk.ParameterObject.New()
         affine_map = params.GetDefaultParameterMap("affine")
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
         for size in sorted(set(sizes + ([args.peer_size] if peers else []))):
             fixed = make_cube(fixed_src, size, work / f"fixed_{size}.nii.gz")
             moving = make_cube(moving_src, size, work / f"moving_{size}.nii.gz")
-            methods = (args.methods.split(",") if size in sizes else []) + (peers if size == args.peer_size else [])
+            methods = ([m for m in args.methods.split(",") if m] if size in sizes else []) + (peers if size == args.peer_size else [])
             for method in methods:
                 result = run_isolated(method, fixed, moving, args.threads, work)
                 rows.append({"size": size, "method": method, **result})
