@@ -21,12 +21,30 @@ class Method:
 
 METHODS: tuple[Method, ...] = (
     Method("avsm", "AVSM (affine + vSVF network)", "Recurrent affine network followed by the vSVF network."),
-    Method("affine", "Affine only", "Recurrent affine network only: a linear transform."),
+    Method("affine", "Affine only", "Multi-scale affine optimisation (no network): a linear transform."),
     Method("voxelmorph", "VoxelMorph", "Affine network followed by VoxelMorph (diffeomorphic)."),
     Method("vsvf-opt", "vSVF optimisation", "No network: optimise the vSVF momentum for this pair (slower, no model)."),
 )
 METHOD_KEYS = tuple(m.key for m in METHODS)
-DEFAULT_METHOD = "avsm"
+MODELS_MANIFEST = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "manifest.json"
+
+
+def default_method(manifest: Path = MODELS_MANIFEST) -> str:
+    """"avsm" when a trained AVSM model ships with the extension, else the optimisation-based vSVF.
+
+    DESIGN names "avsm" the default; until bundled weights exist that default could only fail, so the
+    panel and the console start from the method that works without a model.
+    """
+    import json
+
+    try:
+        models = json.loads(manifest.read_text())["models"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "vsvf-opt"
+    return "avsm" if any(m.get("method") == "avsm" for m in models) else "vsvf-opt"
+
+
+DEFAULT_METHOD = default_method()
 
 DEVICES = ("auto", "cpu", "cuda")
 """auto: the GPU when torch sees one, the CPU otherwise."""

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from .engine import EngineInputs, EngineProcess, ProgressCallback, forward, run_in_process
 from .geometry import image_from_volume
 from .labels import label_image
-from .options import OUTPUT_KEYS, RegistrationOptions
+from .options import DEFAULT_METHOD, OUTPUT_KEYS, RegistrationOptions
 from .outputs import RegistrationNodes, build_nodes
 from .summary import summary_text
 from .validation import check_inputs
@@ -119,7 +119,7 @@ class RegistrationJob:
                            summary, self.showGrid)
 
 
-def register_volumes(fixedNode, movingNode, method: str = "avsm", movingLabels=None, fixedLabels=None,
+def register_volumes(fixedNode, movingNode, method: str = DEFAULT_METHOD, movingLabels=None, fixedLabels=None,
                      device: str = "auto", model: str | None = None, affineSteps: int | None = None,
                      vsvfSteps: int | None = None, instanceOpt: int | None = None,
                      workingSpacing: float | None = None,

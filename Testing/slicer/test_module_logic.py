@@ -108,3 +108,16 @@ def test_combo_boxes_show_labels_and_store_engine_names(module):
     assert module.MethodChoice.label(module.MethodChoice["vsvf-opt"]) == "vSVF optimisation"
     assert module.MethodChoice.label(module.MethodChoice["avsm"]).startswith("AVSM")
     assert [module.DeviceChoice.label(c) for c in module.DeviceChoice] == ["auto (GPU if available)", "CPU", "GPU (CUDA)"]
+
+
+def test_default_method_is_avsm_only_when_a_trained_model_ships(tmp_path):
+    import json
+
+    from AVSMRegistrationLib.options import default_method
+
+    manifest = tmp_path / "manifest.json"
+    assert default_method(manifest) == "vsvf-opt"  # no manifest: the method that needs no model
+    manifest.write_text(json.dumps({"models": [{"name": "vxm", "method": "voxelmorph", "file": "v.pt"}]}))
+    assert default_method(manifest) == "vsvf-opt"
+    manifest.write_text(json.dumps({"models": [{"name": "brain", "method": "avsm", "file": "a.pt"}]}))
+    assert default_method(manifest) == "avsm"
