@@ -148,6 +148,19 @@ def run_syn(fixed: str, moving: str, args, workdir: str) -> dict:
             "detj_min": float(det.min()), "detj_max": float(det.max()), "seconds": seconds}
 
 
+def elastix_parameters():
+    """elastix's default affine + B-spline maps, the affine started from the centres of gravity."""
+    import itk
+
+    params = itk.ParameterObject.New()
+    affine_map = params.GetDefaultParameterMap("affine")
+    affine_map["AutomaticTransformInitialization"] = ["true"]
+    affine_map["AutomaticTransformInitializationMethod"] = ["CenterOfGravity"]
+    params.AddParameterMap(affine_map)
+    params.AddParameterMap(params.GetDefaultParameterMap("bspline"))
+    return params
+
+
 def run_elastix(fixed: str, moving: str, args, workdir: str) -> dict:
     import itk
 
@@ -158,12 +171,7 @@ def run_elastix(fixed: str, moving: str, args, workdir: str) -> dict:
     fixed_img = itk.imread(image_path(fixed), itk.F)
     moving_img = itk.imread(image_path(moving), itk.F)
     moving_lab = itk.imread(label_path(moving), itk.F)
-    params = itk.ParameterObject.New()
-    affine_map = params.GetDefaultParameterMap("affine")
-    affine_map["AutomaticTransformInitialization"] = ["true"]
-    affine_map["AutomaticTransformInitializationMethod"] = ["CenterOfGravity"]
-    params.AddParameterMap(affine_map)
-    params.AddParameterMap(params.GetDefaultParameterMap("bspline"))
+    params = elastix_parameters()
     elx = itk.ElastixRegistrationMethod.New(fixed_img, moving_img)
     elx.SetParameterObject(params)
     elx.SetOutputDirectory(out)

@@ -71,14 +71,11 @@ def measure_one(method: str, fixed: str, moving: str, threads: int, outdir: str)
 
         os.makedirs(outdir, exist_ok=True)
         itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(threads)
-        params = itk.ParameterObject.New()
-        affine_map = params.GetDefaultParameterMap("affine")
-        affine_map["AutomaticTransformInitialization"] = ["true"]
-        affine_map["AutomaticTransformInitializationMethod"] = ["CenterOfGravity"]
-        params.AddParameterMap(affine_map)
-        params.AddParameterMap(params.GetDefaultParameterMap("bspline"))
+        sys.path.insert(0, str(Path(__file__).parent))
+        from malf_accuracy import elastix_parameters
+
         warped, _ = itk.elastix_registration_method(itk.imread(fixed, itk.F), itk.imread(moving, itk.F),
-                                                    parameter_object=params, log_to_console=False)
+                                                    parameter_object=elastix_parameters(), log_to_console=False)
         itk.imwrite(warped, os.path.join(outdir, "warped.nii.gz"))
         stages = {}
     else:
