@@ -33,7 +33,6 @@ from .progress import StagedProgress
 
 METHODS = ("affine", "vsvf-opt")
 NETWORK_METHODS = ("avsm", "voxelmorph")
-PLANNED_METHODS = NETWORK_METHODS
 DEFAULT_WORKING_SPACING = {"affine": 3.0, "vsvf-opt": 2.0}
 MIN_OVERLAP_FRACTION = 0.05
 # Output grids above this many voxels are processed in slabs to bound peak memory.
