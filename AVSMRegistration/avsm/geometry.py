@@ -15,7 +15,6 @@ Conventions used everywhere in the engine:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -175,15 +174,3 @@ def tensor_to_image(tensor: torch.Tensor, grid: Grid, pixel_id: int | None = Non
     if pixel_id is not None:
         image = sitk.Cast(image, pixel_id)
     return grid.apply_to(image)
-
-
-def affine_matrix_4x4(matrix: Sequence[float] | np.ndarray, translation: Sequence[float] | np.ndarray) -> np.ndarray:
-    m = np.eye(4)
-    m[:3, :3] = np.asarray(matrix, dtype=np.float64).reshape(3, 3)
-    m[:3, 3] = np.asarray(translation, dtype=np.float64)
-    return m
-
-
-def lps_to_ras_matrix() -> np.ndarray:
-    """4x4 matrix converting LPS points to RAS (and back: it is its own inverse)."""
-    return np.diag([-1.0, -1.0, 1.0, 1.0])
