@@ -8,6 +8,10 @@ Runs, on the same directed pairs of the held-out subjects 1000-1009 and in the s
 * ``syn``      – ANTs SyN (antspyx, ``type_of_transform="SyN"``: its own affine stage, started from the
                  centre-of-mass initialisation ``[fixed,moving,1]`` that antspyx adds when no
                  ``initial_transform`` is given; labels with ``genericLabel``);
+* ``affine-net``, ``avsm``, ``avsm-3``, ``avsm-io`` – the AVSM network (``--avsm-model``, default the
+                 bundled one) with 0 (affine network only), 2 and 3 vSVF steps, and 2 steps followed by
+                 ``--instance-opt`` iterations of instance optimisation;
+* ``voxelmorph`` – the VoxelMorph network (``--voxelmorph-model``, default the bundled one);
 * ``elastix``  – elastix affine + B-spline (itk-elastix default parameter maps 'affine' and 'bspline',
                  the affine map started with AutomaticTransformInitialization CenterOfGravity; labels
                  with transformix, FinalBSplineInterpolationOrder 0).
@@ -20,12 +24,17 @@ and Dice come from the engine's report (computed inside ``register``, so inside 
 peers the composed displacement field is written and det J is computed here, outside the timing, with
 the same finite differences as the engine (central inside, one-sided at the faces, physical units).
 
-All computation uses 2 threads (torch, ITK/ANTs, elastix). Subjects 1000-1009 are never used for
+For the networks, ``network_s`` is the network's own time (affine and deformable networks, inference mode),
+without reading, pre-processing or outputs. All computation uses ``--threads`` threads (default 2: torch,
+ITK/ANTs, elastix). Subjects 1000-1009 are never used for
 tuning; the pair list is fixed: pair k (0-based) is (fixed, moving) = (S[k % 10], S[(k % 10 + 1 + k // 10) % 10]).
 
 Usage::
 
     python benchmarks/malf_accuracy.py --quick                     # 1 pair, all methods
+    python benchmarks/malf_accuracy.py --pairs 90 --methods affine-net,avsm,avsm-3,avsm-io,voxelmorph \
+        --threads 1 --shard 0/2 --out shard0.csv                     # and --shard 1/2 beside it
+    python benchmarks/malf_accuracy.py --merge shard0_pairs.csv,shard1_pairs.csv --out all.md
     python benchmarks/malf_accuracy.py --pairs 10 --out benchmarks/results/malf_accuracy.md
     python benchmarks/malf_accuracy.py --methods affine,vsvf-opt --vsvf-sigmas 0.02,0.04,0.06,0.08,0.1 \\
         --vsvf-lncc 0.0625:0.3:1,0.125:0.7:1
@@ -44,6 +53,11 @@ import time
 from pathlib import Path
 
 THREADS = 2
+for _i, _a in enumerate(sys.argv):  # threads must be fixed before numpy/torch/ITK load
+    if _a == "--threads" and _i + 1 < len(sys.argv):
+        THREADS = int(sys.argv[_i + 1])
+    elif _a.startswith("--threads="):
+        THREADS = int(_a.split("=", 1)[1])
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(THREADS))
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
@@ -55,7 +69,8 @@ if not DATA.exists():
     DATA = Path("/work/shared/data/malf2012")
 HELD_OUT = [str(s) for s in range(1000, 1010)]
 ALL_METHODS = ("affine", "vsvf-opt", "syn", "elastix")
-EXTRA_METHODS = ("vsvf-tuned",)  # run only when named in --methods
+NETWORK_METHODS = ("affine-net", "avsm", "avsm-3", "avsm-io", "voxelmorph")
+EXTRA_METHODS = ("vsvf-tuned",) + NETWORK_METHODS  # run only when named in --methods
 # vsvf-opt settings tuned on malf2012 TRAINING pairs (1010<-1011, 1012<-1013, 1014<-1015, 1017<-1018) with
 # benchmarks/tuning/sweep_vsvf.py; see benchmarks/tuning/README.md. Run as method "vsvf-tuned".
 TUNED_VSVF = dict(sigma_fractions=(0.015, 0.03, 0.045, 0.06, 0.075), learning_rate=2.0, regularisation=50.0,
@@ -121,6 +136,26 @@ def run_avsm(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
     rep = result.report
     return {"dice": rep["dice_mean"], "fold_fraction": rep["fold_fraction"], "detj_min": rep["det_jacobian_min"],
             "detj_max": rep["det_jacobian_max"], "seconds": seconds, "engine_total_s": rep["timings"]["total"]}
+
+
+def run_network(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
+    import avsm
+
+    options = {"affine-net": dict(method="avsm", model=args.avsm_model, vsvf_steps=0),
+               "avsm": dict(method="avsm", model=args.avsm_model, vsvf_steps=2),
+               "avsm-3": dict(method="avsm", model=args.avsm_model, vsvf_steps=3),
+               "avsm-io": dict(method="avsm", model=args.avsm_model, vsvf_steps=2, instance_opt=args.instance_opt),
+               "voxelmorph": dict(method="voxelmorph", model=args.voxelmorph_model)}[method]
+    tick = time.perf_counter()
+    result = avsm.register(image_path(fixed), image_path(moving), moving_labels=label_path(moving),
+                           fixed_labels=label_path(fixed), device="cpu", **options)
+    result.save(os.path.join(workdir, method))
+    seconds = time.perf_counter() - tick
+    rep = result.report
+    network_s = sum(rep["network"]["timings"].values())
+    return {"dice": rep["dice_mean"], "fold_fraction": rep["fold_fraction"], "detj_min": rep["det_jacobian_min"],
+            "detj_max": rep["det_jacobian_max"], "seconds": seconds, "engine_total_s": rep["timings"]["total"],
+            "network_s": network_s}
 
 
 def run_syn(fixed: str, moving: str, args, workdir: str) -> dict:
@@ -208,6 +243,8 @@ def run_elastix(fixed: str, moving: str, args, workdir: str) -> dict:
 def run_method(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
     if method in ("affine", "vsvf-opt", "vsvf-tuned"):
         return run_avsm(method, fixed, moving, args, workdir)
+    if method in NETWORK_METHODS:
+        return run_network(method, fixed, moving, args, workdir)
     if method == "syn":
         return run_syn(fixed, moving, args, workdir)
     if method == "elastix":
@@ -271,21 +308,24 @@ def summarise(rows: list[dict], methods: list[str]) -> list[dict]:
             "detj_min": float(min(r["detj_min"] for r in rs)),
             "detj_max": float(max(r["detj_max"] for r in rs)),
             "seconds": float(np.mean([r["seconds"] for r in rs])),
+            "network_s": float(np.mean([r["network_s"] for r in rs])) if all(r.get("network_s") not in (None, "")
+                                                                            for r in rs) else None,
         })
     return summary
 
 
 def markdown(summary: list[dict], header: str) -> str:
     lines = [header, "",
-             "| method | pairs | mean Dice ± sd | fold fraction | pairs with folds | det J min | det J max | s / pair |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| method | pairs | mean Dice ± sd | fold fraction | pairs with folds | det J min | det J max | s / pair "
+             "| network s |", "|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
         if not s["pairs"]:
-            lines.append(f"| {s['method']} | 0 | failed | | | | | |")
+            lines.append(f"| {s['method']} | 0 | failed | | | | | | |")
             continue
         lines.append(f"| {s['method']} | {s['pairs']} | {s['dice_mean']:.3f} ± {s['dice_sd']:.3f} | "
                      f"{s['fold_fraction']:.2e} | {s['pairs_with_folds']} | {s['detj_min']:.3f} | "
-                     f"{s['detj_max']:.2f} | {s['seconds']:.1f} |")
+                     f"{s['detj_max']:.2f} | {s['seconds']:.1f} | "
+                     f"{'' if s.get('network_s') is None else format(s['network_s'], '.2f')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -308,7 +348,15 @@ def main(argv=None) -> int:
     ap.add_argument("--vsvf-sigmas", default=None, help="sigma fractions of the domain, e.g. 0.02,0.04,0.06")
     ap.add_argument("--vsvf-sigma-weights", default=None, help="weights, e.g. 1/6,2/6,3/6 (default increasing)")
     ap.add_argument("--vsvf-lncc", default=None, help="LNCC scales ratio:weight:dilation,..., e.g. 0.0625:0.3:1,0.125:0.7:1")
+    ap.add_argument("--avsm-model", default=None, help="AVSM model name or checkpoint (default: the bundled one)")
+    ap.add_argument("--voxelmorph-model", default=None, help="VoxelMorph model name or checkpoint (default: bundled)")
+    ap.add_argument("--instance-opt", type=int, default=20, help="instance-optimisation iterations of avsm-io")
+    ap.add_argument("--threads", type=int, default=2, help="threads for every method (default 2)")
+    ap.add_argument("--shard", default=None, help="K/N: run only pairs k with k %% N == K (parallel processes)")
+    ap.add_argument("--merge", default=None, help="comma list of per-pair CSVs to summarise instead of running")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge(args)
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
@@ -316,10 +364,13 @@ def main(argv=None) -> int:
             ap.error(f"unknown method {m!r} (choose from {', '.join(ALL_METHODS + EXTRA_METHODS)})")
     n = 1 if args.quick else args.pairs
     pairs = benchmark_pairs(n)
+    if args.shard:
+        k, count = (int(x) for x in args.shard.split("/"))
+        pairs = [pair for index, pair in enumerate(pairs) if index % count == k]
 
     import torch
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     if "vsvf-opt" in methods:
         print(f"vsvf-opt settings: working_spacing={args.working_spacing or 'default'} {vsvf_settings_from_args(args)}",
               flush=True)
@@ -344,9 +395,31 @@ def main(argv=None) -> int:
                 print(f"{fixed}<-{moving} {method:9s} dice {row['dice']:.4f} folds {row['fold_fraction']:.2e} "
                       f"detJ [{row['detj_min']:.3f}, {row['detj_max']:.2f}] {row['seconds']:.1f} s", flush=True)
 
+    write_outputs(rows, methods, pairs, args)
+    return 1 if any(r["error"] for r in rows) else 0
+
+
+def merge(args) -> int:
+    """Summarise per-pair CSVs of several shards (same methods) into one table."""
+    rows = []
+    for name in args.merge.split(","):
+        with open(name, newline="") as fh:
+            for row in csv.DictReader(fh):
+                for key in ("dice", "fold_fraction", "detj_min", "detj_max", "seconds", "engine_total_s", "network_s"):
+                    row[key] = float(row[key]) if row.get(key) not in (None, "") else None
+                row["error"] = row.get("error") or None
+                rows.append(row)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    pairs = list(dict.fromkeys((r["fixed"], r["moving"]) for r in rows))
+    write_outputs(rows, methods, pairs, args)
+    return 1 if any(r["error"] for r in rows) else 0
+
+
+def write_outputs(rows: list[dict], methods: list[str], pairs: list, args) -> None:
     summary = summarise(rows, methods)
-    header = (f"malf2012 held-out pairs: {len(pairs)} ({', '.join(f'{f}<-{m}' for f, m in pairs)}); "
-              f"{THREADS} threads; seconds end to end (read to write)")
+    names = ", ".join(f"{f}<-{m}" for f, m in pairs) if len(pairs) <= 12 else f"{pairs[0][0]}<-{pairs[0][1]} ..."
+    header = (f"malf2012 held-out pairs: {len(pairs)} ({names}); "
+              f"{args.threads} thread(s) per process; seconds end to end (read to write)")
     table = markdown(summary, header)
     print()
     print(table)
@@ -358,18 +431,17 @@ def main(argv=None) -> int:
         else:
             with open(out, "w", newline="") as fh:
                 keys = ["method", "pairs", "dice_mean", "dice_sd", "fold_fraction", "pairs_with_folds", "detj_min",
-                        "detj_max", "seconds"]
+                        "detj_max", "seconds", "network_s"]
                 w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
                 w.writeheader()
                 w.writerows(summary)
         with open(out.with_name(out.stem + "_pairs.csv"), "w", newline="") as fh:
             keys = ["method", "fixed", "moving", "dice", "fold_fraction", "detj_min", "detj_max", "seconds",
-                    "engine_total_s", "error"]
+                    "engine_total_s", "network_s", "error"]
             w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
         print(f"written {out}")
-    return 1 if any(r["error"] for r in rows) else 0
 
 
 if __name__ == "__main__":

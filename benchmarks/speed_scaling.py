@@ -6,10 +6,13 @@ grid covering the head (so larger N = finer voxels, same anatomy). Each measurem
 process (`python benchmarks/speed_scaling.py --one ...`) so its peak RSS is its own:
 
 * end to end: read the files, register, write every output (``avsm register`` semantics);
-* stages: the engine's own timings (pre-processing, affine, vSVF, full-resolution outputs);
+* stages: the engine's own timings (pre-processing, affine, vSVF, network, full-resolution outputs);
+  "network" is the networks' own time (affine + deformable, inference mode), no I/O or pre-processing;
 * peak memory: ``ru_maxrss`` of that process (CPU), ``torch.cuda.max_memory_allocated`` on a GPU.
 
-Usage: ``python benchmarks/speed_scaling.py [--sizes 96,128,192,256] [--methods affine,vsvf-opt]
+Size ``native`` runs the source pair at its own 1 mm grid (malf2012: 162 x 201 x 158 voxels).
+
+Usage: ``python benchmarks/speed_scaling.py [--sizes 96,128,192,256,native] [--methods affine,vsvf-opt,avsm,voxelmorph]
 [--peers syn,elastix] [--peer-size 192] [--threads 2] [--out results.md]``. Prints a markdown table.
 """
 from __future__ import annotations
@@ -83,7 +86,9 @@ def measure_one(method: str, fixed: str, moving: str, threads: int, outdir: str)
 
         result = avsm.register(fixed, moving, method=method, device="cuda" if torch.cuda.is_available() else "cpu")
         result.save(outdir)
-        stages = result.report["timings"]
+        stages = dict(result.report["timings"])
+        if result.report.get("network"):  # the networks' own time, without the wrapper around them
+            stages["network"] = sum(result.report["network"]["timings"].values())
     seconds = time.perf_counter() - tick
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
@@ -103,10 +108,10 @@ def run_isolated(method: str, fixed: Path, moving: Path, threads: int, workdir: 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="96,128,192,256")
-    ap.add_argument("--methods", default="affine,vsvf-opt")
+    ap.add_argument("--sizes", default="96,128,192,256", help="cube sizes N, and/or 'native'")
+    ap.add_argument("--methods", default="affine,vsvf-opt", help="engine methods: affine, vsvf-opt, avsm, voxelmorph")
     ap.add_argument("--peers", default="syn,elastix", help="peers run once, at --peer-size ('' for none)")
-    ap.add_argument("--peer-size", type=int, default=192)
+    ap.add_argument("--peer-size", default="192", help="size N (or 'native') at which the peers run")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None)
     ap.add_argument("--one", nargs=3, metavar=("METHOD", "FIXED", "MOVING"), help=argparse.SUPPRESS)
@@ -119,27 +124,34 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        sizes = [int(s) for s in args.sizes.split(",") if s]
+        sizes = [s if s == "native" else int(s) for s in args.sizes.split(",") if s]
         peers = [p for p in args.peers.split(",") if p]
-        for size in sorted(set(sizes + ([args.peer_size] if peers else []))):
-            fixed = make_cube(fixed_src, size, work / f"fixed_{size}.nii.gz")
-            moving = make_cube(moving_src, size, work / f"moving_{size}.nii.gz")
-            methods = ([m for m in args.methods.split(",") if m] if size in sizes else []) + (peers if size == args.peer_size else [])
+        peer_size = args.peer_size if args.peer_size == "native" else int(args.peer_size)
+        order = sorted({s for s in sizes + ([peer_size] if peers else [])}, key=lambda s: 10**9 if s == "native" else s)
+        for size in order:
+            if size == "native":
+                fixed, moving = fixed_src, moving_src
+            else:
+                fixed = make_cube(fixed_src, size, work / f"fixed_{size}.nii.gz")
+                moving = make_cube(moving_src, size, work / f"moving_{size}.nii.gz")
+            methods = ([m for m in args.methods.split(",") if m] if size in sizes else []) + (peers if size == peer_size else [])
             for method in methods:
                 result = run_isolated(method, fixed, moving, args.threads, work)
-                rows.append({"size": size, "method": method, **result})
+                voxels = int(np.prod(sitk.ReadImage(str(fixed)).GetSize()))
+                rows.append({"size": size, "voxels": voxels, "method": method, **result})
                 print(f"{size}^3 {method}: {result}", file=sys.stderr, flush=True)
     lines = [f"Pair: {label}, resampled to N^3; {rows[0].get('device', '') if rows else ''}", "",
-             "| N^3 | voxels | method | end to end (s) | pre-process (s) | affine (s) | vSVF (s) | outputs (s) | peak RSS (MB) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| N^3 | voxels | method | end to end (s) | pre-process (s) | affine (s) | vSVF (s) | network (s) | outputs (s) "
+             "| peak RSS (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['size']} | {r['size']**3:,} | {r['method']} | failed: {r['error']} | | | | | |")
+            lines.append(f"| {r['size']} | {r['voxels']:,} | {r['method']} | failed: {r['error']} | | | | | | |")
             continue
         st = r["stages"]
         cell = lambda k: f"{st[k]:.1f}" if k in st else "-"  # noqa: E731
-        lines.append(f"| {r['size']} | {r['size']**3:,} | {r['method']} | {r['seconds']:.1f} | {cell('read_and_preprocess')} | "
-                     f"{cell('affine')} | {cell('vsvf')} | {cell('outputs')} | {r['peak_rss_mb']:.0f} |")
+        network = f"{st['network']:.2f}" if "network" in st else "-"
+        lines.append(f"| {r['size']} | {r['voxels']:,} | {r['method']} | {r['seconds']:.1f} | {cell('read_and_preprocess')} | "
+                     f"{cell('affine')} | {cell('vsvf')} | {network} | {cell('outputs')} | {r['peak_rss_mb']:.0f} |")
     table = "\n".join(lines)
     print(table)
     if args.out:

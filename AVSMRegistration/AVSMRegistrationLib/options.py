@@ -30,18 +30,26 @@ MODELS_MANIFEST = Path(__file__).resolve().parents[1] / "Resources" / "Models" /
 
 
 def default_method(manifest: Path = MODELS_MANIFEST) -> str:
-    """"avsm" when a trained AVSM model ships with the extension, else the optimisation-based vSVF.
+    """The method the panel and the console start from: the models manifest's ``default_method``.
 
-    DESIGN names "avsm" the default; until bundled weights exist that default could only fail, so the
-    panel and the console start from the method that works without a model.
+    The manifest names it from the measured accuracy of the models it ships (the bundled CPU-trained AVSM
+    model is below vSVF optimisation on the held-out pairs, so it names "vsvf-opt"). A network method is
+    accepted only when a model of that method ships; without a manifest the default is "vsvf-opt", the
+    method that needs no model. DESIGN names "avsm"; a model that earns it flips the manifest entry.
     """
     import json
 
     try:
-        models = json.loads(manifest.read_text())["models"]
-    except (OSError, ValueError, KeyError, TypeError):
+        manifest_data = json.loads(manifest.read_text())
+        models = manifest_data["models"]
+        wanted = manifest_data.get("default_method", "vsvf-opt")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return "vsvf-opt"
-    return "avsm" if any(m.get("method") == "avsm" for m in models) else "vsvf-opt"
+    if wanted in ("affine", "vsvf-opt"):
+        return wanted
+    if wanted in METHOD_KEYS and any(isinstance(m, dict) and m.get("method") == wanted for m in models):
+        return wanted
+    return "vsvf-opt"
 
 
 DEFAULT_METHOD = default_method()

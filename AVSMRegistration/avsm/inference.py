@@ -1,5 +1,6 @@
 """Network inference for the pipeline: load a checkpoint, run the affine and deformable networks on the
-working grids, optionally refine one pair by instance optimisation (DESIGN §4).
+working grids (DESIGN §4). Instance optimisation of one pair is a further vSVF step composed after the
+network's deformation at the optimisation's working grid (``avsm.pipeline``, ``optimise_vsvf(prior=...)``).
 
 A checkpoint (bundled or from ``avsm train``) is a dict ``{"config": NetworkConfig dict, "state_dict": ...,
 "working_spacing_mm": float}`` (training checkpoints carry more keys, which are ignored here), read with
@@ -15,13 +16,9 @@ import torch
 
 from .errors import AVSMError
 from .geometry import Grid
-from .losses import MultiKernelLNCC, local_ncc_loss
 from .models import ModelEntry, bundled_models, load_checkpoint, sha256_of
 from .networks import NetworkConfig, RegistrationNetwork, build_network
-from .optimisation import AffineParameters, VSVFSettings
-
-VOXELMORPH_INSTANCE_LR = 0.05  # voxels per Adam step on the displacement / velocity field
-VOXELMORPH_REGULARISATION = 1.0  # diffusion weight with local NCC (VoxelMorph README)
+from .optimisation import AffineParameters
 
 
 @dataclass
@@ -87,13 +84,11 @@ def load_network(entry: ModelEntry) -> LoadedNetwork:
 
 def predict(method: str, checkpoint_entry: ModelEntry, fixed_w: torch.Tensor, fixed_grid: Grid, moving_w: torch.Tensor,
             moving_grid: Grid, initial: AffineParameters, affine_steps: Optional[int] = None,
-            vsvf_steps: Optional[int] = None, instance_opt: Optional[int] = None,
-            progress: Optional[Callable[[float, str], None]] = None) -> Prediction:
+            vsvf_steps: Optional[int] = None, progress: Optional[Callable[[float, str], None]] = None) -> Prediction:
     """Run the network of ``checkpoint_entry`` on one pair of ``1 x 1 x D x H x W`` working tensors in [0, 1].
 
     ``initial`` is the starting affine (the centre-of-mass translation); ``affine_steps`` and ``vsvf_steps``
-    override the network's test-time step counts; ``instance_opt`` > 0 refines the network's momenta
-    (AVSM) or field (VoxelMorph) for this pair with that many Adam steps on the training loss.
+    override the network's test-time step counts. Runs under ``torch.inference_mode``: no autograd state.
     """
     progress = progress or (lambda fraction, message: None)
     loaded = load_network(checkpoint_entry)
@@ -104,21 +99,14 @@ def predict(method: str, checkpoint_entry: ModelEntry, fixed_w: torch.Tensor, fi
     timings = {}
     tick = time.perf_counter()
     progress(0.0, "affine network")
-    with torch.no_grad():
+    with torch.inference_mode():
         affine = network.affine(fixed_w, fixed_grid, moving_w, moving_grid, matrix0, translation0, affine_steps)
         timings["affine_network"] = time.perf_counter() - tick
         progress(0.3, "deformable network")
         tick = time.perf_counter()
         output = network.deformable(fixed_w, fixed_grid, moving_w, moving_grid, affine.matrix, affine.translation,
-                                    vsvf_steps, with_inverse=not instance_opt)
+                                    vsvf_steps, with_inverse=True)
         timings["deformable_network"] = time.perf_counter() - tick
-    losses = []
-    if instance_opt:
-        tick = time.perf_counter()
-        output, losses = instance_optimise(network, output.parameters, fixed_w, fixed_grid, moving_w, moving_grid,
-                                           affine.matrix, affine.translation, instance_opt,
-                                           lambda f, m: progress(0.4 + 0.6 * f, m))
-        timings["instance_optimisation"] = time.perf_counter() - tick
     progress(1.0, "network done")
     matrix = affine.matrix[0].double().cpu().numpy()
     translation = affine.translation[0].double().cpu().numpy()
@@ -126,40 +114,9 @@ def predict(method: str, checkpoint_entry: ModelEntry, fixed_w: torch.Tensor, fi
             "working_spacing_mm": loaded.working_spacing_mm,
             "affine_steps": loaded.config.affine_steps if affine_steps is None else affine_steps,
             "vsvf_steps": (loaded.config.vsvf_steps if vsvf_steps is None else vsvf_steps) if method == "avsm" else None,
-            "instance_opt": int(instance_opt or 0), "map_grid_shape": list(output.map_grid.shape),
-            "final_instance_loss": losses[-1] if losses else None,
+            "map_grid_shape": list(output.map_grid.shape),
             "timings": {k: round(v, 3) for k, v in timings.items()}}
-    inverse = output.inverse.cpu() if output.inverse is not None else None
-    return Prediction(AffineParameters(matrix, translation), output.deformation.detach().cpu(), inverse,
+    # clone outside inference mode: the maps may enter autograd later (instance optimisation composes them)
+    inverse = output.inverse.cpu().clone() if output.inverse is not None else None
+    return Prediction(AffineParameters(matrix, translation), output.deformation.cpu().clone(), inverse,
                       output.map_grid, info)
-
-
-def instance_optimise(network: RegistrationNetwork, parameters: list, fixed_w: torch.Tensor, fixed_grid: Grid,
-                      moving_w: torch.Tensor, moving_grid: Grid, matrix: torch.Tensor, translation: torch.Tensor,
-                      iterations: int, progress: Callable[[float, str], None]):
-    """Adam on the network's head outputs (AVSM momenta of every step, or VoxelMorph's field) for one pair.
-
-    Loss: AVSM: mk-LNCC + lambda_vr sum_s <m_s, v_s> (the vSVF-opt settings); VoxelMorph: local NCC (9^3) +
-    diffusion regulariser. Returns the final output (with the inverse) and the loss history.
-    """
-    heads = [p.detach().clone().requires_grad_(True) for p in parameters]
-    avsm = network.config.method == "avsm"
-    settings = VSVFSettings()
-    similarity = MultiKernelLNCC(settings.lncc_scales)
-    optimiser = torch.optim.Adam(heads, lr=settings.learning_rate if avsm else VOXELMORPH_INSTANCE_LR)
-    losses = []
-    for step in range(iterations):
-        optimiser.zero_grad(set_to_none=True)
-        output = network.deformable(fixed_w, fixed_grid, moving_w, moving_grid, matrix, translation, momenta=heads)
-        if avsm:
-            loss = similarity(output.warped, fixed_w) + settings.regularisation * sum(output.step_regularisers)
-        else:
-            loss = local_ncc_loss(output.warped, fixed_w) + VOXELMORPH_REGULARISATION * output.step_regularisers[0]
-        loss.backward()
-        optimiser.step()
-        losses.append(float(loss.item()))
-        progress((step + 1) / iterations, f"instance optimisation {step + 1}/{iterations}, loss {losses[-1]:.4f}")
-    with torch.no_grad():
-        output = network.deformable(fixed_w, fixed_grid, moving_w, moving_grid, matrix, translation,
-                                    with_inverse=True, momenta=heads)
-    return output, losses

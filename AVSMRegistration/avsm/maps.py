@@ -82,8 +82,13 @@ def slab_points(grid: Grid, start: int, stop: int, like: torch.Tensor) -> torch.
 
 
 def compose(outer: torch.Tensor, outer_grid: Grid, inner: torch.Tensor) -> torch.Tensor:
-    """``outer ∘ inner``: sample the map ``outer`` (on ``outer_grid``) at the points of ``inner``."""
-    return sample(outer, outer_grid, inner, padding_mode="border")
+    """``outer ∘ inner``: sample the map ``outer`` (on ``outer_grid``) at the points of ``inner``.
+
+    The displacement ``outer - id`` is what is interpolated (border-extended outside ``outer_grid``), so an
+    identity or translation ``outer`` composes exactly even where ``inner`` leaves its grid.
+    """
+    displacement = outer - physical_points(outer_grid, device=outer.device, dtype=outer.dtype)
+    return inner + sample(displacement, outer_grid, inner, padding_mode="border")
 
 
 def apply_affine(matrix: torch.Tensor, translation: torch.Tensor, points: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from .inference import load_network, predict
 from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image, warp_labels
 from .metrics import dice_per_label, mean_dice
-from .optimisation import AffineParameters, VSVFSettings, optimise_affine, optimise_vsvf
+from .optimisation import AffineParameters, PriorDeformation, VSVFSettings, optimise_affine, optimise_vsvf
 from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
 from .progress import StagedProgress
 
@@ -169,7 +169,8 @@ def register(
 
     ``method``: "affine", "vsvf-opt", or a network method "avsm"/"voxelmorph" (``model``: a bundled model
     name or a checkpoint path, default the bundled model; ``affine_steps``/``vsvf_steps`` override the
-    network's test-time step counts, ``instance_opt`` refines the network output for this pair).
+    network's test-time step counts; ``instance_opt`` N > 0 refines the network output for this pair with N
+    iterations of one more vSVF step, composed after the network's deformation, on the vsvf-opt working grid).
     ``vsvf_steps``/``instance_opt`` override the number of vSVF optimisation iterations for "vsvf-opt".
     ``working_spacing``: isotropic mm of the working grid (default 3 mm for affine, 2 mm for vsvf-opt).
     """
@@ -181,7 +182,8 @@ def register(
     torch_device = resolve_device(device)
     timings: dict[str, float] = {}
     weights = {"read": 1, "affine": 0 if network else 3, "vsvf": 10 if method == "vsvf-opt" else 0,
-               "network": 3 + (instance_opt or 0) / 10 if network else 0, "outputs": 2}
+               "network": 3 if network else 0, "instance_opt": (instance_opt or 0) / 6 if network else 0,
+               "outputs": 2}
     report_progress = StagedProgress(progress, weights)
 
     tick = time.perf_counter()
@@ -220,11 +222,23 @@ def register(
     tick = time.perf_counter()
     if network is not None:
         prediction = predict(method, model_entry, fixed_w, fixed_grid, moving_w, moving_grid, initial,
-                             affine_steps=affine_steps, vsvf_steps=vsvf_steps, instance_opt=instance_opt,
+                             affine_steps=affine_steps, vsvf_steps=vsvf_steps,
                              progress=lambda f, m: report_progress("network", f, m))
         affine, deformation, inverse_deformation = prediction.affine, prediction.deformation, prediction.inverse_deformation
         map_grid, network_info = prediction.map_grid, prediction.info
         timings["network"] = time.perf_counter() - tick
+        network_info["instance_opt"] = int(instance_opt or 0)
+        if instance_opt:
+            tick = time.perf_counter()
+            refined = _instance_optimise(fixed_norm, moving_norm, fixed_w, fixed_grid, moving_w, moving_grid, spacing,
+                                         affine, PriorDeformation(deformation, inverse_deformation, map_grid),
+                                         instance_opt, torch_device, vsvf_settings,
+                                         lambda f, m: report_progress("instance_opt", f, m))
+            deformation, inverse_deformation = refined.deformation.cpu(), refined.inverse_deformation.cpu()
+            map_grid = refined.map_grid
+            network_info["instance_opt_map_grid_shape"] = list(map_grid.shape)
+            network_info["final_instance_similarity_loss"] = refined.losses[-1][0]
+            timings["instance_opt"] = time.perf_counter() - tick
     else:
         affine_iterations = (150, 80, 30) if affine_steps is None else (affine_steps,) * 3
         affine = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, initial, fixed_centre,
@@ -285,6 +299,26 @@ def register(
                               affine=affine_transform(affine), inverse=inverse,
                               det_jacobian=outputs["det_jacobian"], folds=outputs["folds"], report=report,
                               warped_labels=outputs["warped_labels"], grid_planes=outputs["grid_planes"])
+
+
+def _instance_optimise(fixed_norm: sitk.Image, moving_norm: sitk.Image, fixed_w: torch.Tensor, fixed_grid: Grid,
+                       moving_w: torch.Tensor, moving_grid: Grid, network_spacing: float, affine: AffineParameters,
+                       prior: PriorDeformation, iterations: int, device: torch.device,
+                       settings: Optional[VSVFSettings], progress: Callable[[float, str], None]):
+    """One more vSVF step, optimised for this pair on the vsvf-opt working grid (or the network's, if finer).
+
+    The network fixes the affine and psi_0^{-1}; the new step's momentum starts at zero, so iteration 0 is the
+    network's own result and every iteration can only refine it (AVSM's multi-step vSVF, one step at test time).
+    """
+    spacing = min(DEFAULT_WORKING_SPACING["vsvf-opt"], network_spacing)
+    if spacing != network_spacing:
+        fixed_grid = axis_aligned_grid_covering(Grid.of_image(fixed_norm), spacing)
+        moving_grid = axis_aligned_grid_covering(Grid.of_image(moving_norm), spacing)
+        fixed_w = resample_to_grid(fixed_norm, fixed_grid).to(device)
+        moving_w = resample_to_grid(moving_norm, moving_grid).to(device)
+    settings = VSVFSettings(**{**(settings or VSVFSettings()).__dict__, "iterations": iterations})
+    return optimise_vsvf(fixed_w, fixed_grid, moving_w, moving_grid, affine, settings, prior=prior,
+                         progress=progress)
 
 
 def _outputs_on_fixed_grid(fixed_image: sitk.Image, moving_image: sitk.Image, affine: AffineParameters,

@@ -110,14 +110,21 @@ def test_combo_boxes_show_labels_and_store_engine_names(module):
     assert [module.DeviceChoice.label(c) for c in module.DeviceChoice] == ["auto (GPU if available)", "CPU", "GPU (CUDA)"]
 
 
-def test_default_method_is_avsm_only_when_a_trained_model_ships(tmp_path):
+def test_default_method_is_the_manifests_choice_among_methods_that_can_run(tmp_path):
     import json
 
-    from AVSMRegistrationLib.options import default_method
+    from AVSMRegistrationLib.options import MODELS_MANIFEST, default_method
 
     manifest = tmp_path / "manifest.json"
     assert default_method(manifest) == "vsvf-opt"  # no manifest: the method that needs no model
-    manifest.write_text(json.dumps({"models": [{"name": "vxm", "method": "voxelmorph", "file": "v.pt"}]}))
-    assert default_method(manifest) == "vsvf-opt"
-    manifest.write_text(json.dumps({"models": [{"name": "brain", "method": "avsm", "file": "a.pt"}]}))
+    avsm_model = {"name": "brain", "method": "avsm", "file": "a.pt"}
+    manifest.write_text(json.dumps({"models": [avsm_model]}))
+    assert default_method(manifest) == "vsvf-opt"  # a model alone does not make itself the default
+    manifest.write_text(json.dumps({"default_method": "avsm", "models": [avsm_model]}))
     assert default_method(manifest) == "avsm"
+    manifest.write_text(json.dumps({"default_method": "voxelmorph", "models": [avsm_model]}))
+    assert default_method(manifest) == "vsvf-opt"  # no voxelmorph model ships: it could only fail
+    manifest.write_text("{not json")
+    assert default_method(manifest) == "vsvf-opt"
+    shipped = json.loads(MODELS_MANIFEST.read_text())
+    assert default_method() == shipped["default_method"]

@@ -4,7 +4,9 @@ The momentum m lives on a grid of half the working resolution; v = K * m (multi-
 the deformation psi^{-1} is the identity advected by v for unit time (RK4) and psi (the inverse) by -v.
 The full pull-back map on the working grid is phi = A ∘ upsample(psi^{-1}): the affine is applied to
 points, the moving image is interpolated once. Loss: mk-LNCC(moving ∘ phi, fixed) + lambda <m, v>.
-Starting from a given momentum this is also the per-pair instance optimisation of the networks.
+Given a prior deformation (a network's psi_0^{-1}), the optimised step is composed after it,
+phi = A ∘ psi_0^{-1} ∘ upsample(psi^{-1}), as one more step of AVSM's multi-step vSVF: that is the per-pair
+instance optimisation of the networks, at the optimisation's working resolution rather than the network's.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from ..geometry import Grid, coarser_grid
 from ..integrate import flow_maps, advect_map
 from ..geometry import physical_points
 from ..losses import MultiKernelLNCC, LNCCScale
-from ..maps import apply_affine, upsample_map, warp_image
+from ..maps import apply_affine, compose, upsample_map, warp_image
 from ..smoothing import DEFAULT_WEIGHTS, MultiGaussianSmoother, default_sigmas_mm
 from .affine_opt import AffineParameters
 
@@ -42,6 +44,15 @@ class VSVFSettings:
     sigma_weights: Sequence[float] = DEFAULT_WEIGHTS  # increasing with sigma, as the paper
     map_resolution_factor: float = 2.0  # momentum/map grid is this many times coarser than the working grid
     lncc_scales: Optional[Sequence[LNCCScale]] = BRAIN_LNCC_SCALES  # None: the reference set for the image size
+
+
+@dataclass
+class PriorDeformation:
+    """A deformation to refine: psi_0^{-1} and psi_0 (physical points, ``1 x 3 x d x h x w``) on ``grid``."""
+
+    deformation: torch.Tensor
+    inverse: torch.Tensor
+    grid: Grid
 
 
 @dataclass
@@ -74,8 +85,13 @@ def optimise_vsvf(
     settings: VSVFSettings = VSVFSettings(),
     initial_momentum: Optional[torch.Tensor] = None,
     progress: Optional[Callable[[float, str], None]] = None,
+    prior: Optional[PriorDeformation] = None,
 ) -> VSVFResult:
-    """Adam over the momentum; ``fixed``/``moving`` are ``1 x 1 x D x H x W`` working tensors in [0, 1]."""
+    """Adam over the momentum; ``fixed``/``moving`` are ``1 x 1 x D x H x W`` working tensors in [0, 1].
+
+    With a ``prior``, the returned deformation is the composition psi_0^{-1} ∘ psi^{-1} (and its inverse
+    psi ∘ psi_0), both on the momentum's map grid; the regulariser acts on the new step only.
+    """
     device = fixed.device
     map_grid = coarser_grid(fixed_grid, settings.map_resolution_factor)
     sigmas = default_sigmas_mm(map_grid, settings.sigma_fractions)
@@ -87,12 +103,16 @@ def optimise_vsvf(
         momentum = initial_momentum.detach().clone().to(device)
     momentum.requires_grad_(True)
     matrix, translation = affine.tensors(device)
+    if prior is not None:
+        prior_deformation = prior.deformation.to(device)
     similarity = MultiKernelLNCC(settings.lncc_scales)
     optimiser = torch.optim.Adam([momentum], lr=settings.learning_rate)
     losses = []
     for step in range(settings.iterations):
         optimiser.zero_grad(set_to_none=True)
         velocity, deformation, _ = vsvf_maps(momentum, smoother, map_grid, settings.time_steps, with_inverse=False)
+        if prior is not None:
+            deformation = compose(prior_deformation, prior.grid, deformation)
         phi = apply_affine(matrix, translation, upsample_map(deformation, fixed_grid))
         warped = warp_image(moving, moving_grid, phi)
         sim = similarity(warped, fixed)
@@ -109,4 +129,9 @@ def optimise_vsvf(
                      f"step {step + 1}/{settings.iterations}, similarity {sim.item():.4f}, regulariser {reg.item():.4f}")
     with torch.no_grad():
         velocity, deformation, inverse = vsvf_maps(momentum, smoother, map_grid, settings.time_steps, with_inverse=True)
+        if prior is not None:
+            deformation = compose(prior_deformation, prior.grid, deformation)
+            # psi ∘ psi_0 on map_grid: psi_0 brought onto map_grid, then the new step's psi sampled there
+            prior_inverse = compose(prior.inverse.to(device), prior.grid, physical_points(map_grid, device=device))
+            inverse = compose(inverse, map_grid, prior_inverse)
     return VSVFResult(momentum.detach(), velocity, deformation, inverse, map_grid, losses)

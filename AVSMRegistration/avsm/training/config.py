@@ -77,6 +77,8 @@ class TrainSettings:
 class TrainConfig:
     run_dir: str = doc("runs/avsm", "output folder: checkpoints/, tensorboard/, cache/, model.pt")
     seed: int = doc(0, "seed of weights and of every pair drawn (training is a function of it)")
+    init_weights: str = doc("", "checkpoint (model or training) whose network weights start a new run: fine-tuning, "
+                                "e.g. at a finer working spacing; its [network] section must match (empty: random)")
     data: DataConfig = field(default_factory=DataConfig, metadata={"doc": "training data"})
     network: NetworkConfig = field(default_factory=NetworkConfig, metadata={"doc": "architecture"})
     train: TrainSettings = field(default_factory=TrainSettings, metadata={"doc": "curriculum and optimisation"})
@@ -88,7 +90,7 @@ class TrainConfig:
         return path if path.is_absolute() else (self.base_dir / path).resolve()
 
     def to_dict(self) -> dict:
-        return {"run_dir": self.run_dir, "seed": self.seed, "data": _as_dict(self.data),
+        return {"run_dir": self.run_dir, "seed": self.seed, "init_weights": self.init_weights, "data": _as_dict(self.data),
                 "network": self.network.to_dict(), "train": _as_dict(self.train)}
 
 

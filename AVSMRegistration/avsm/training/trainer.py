@@ -122,6 +122,20 @@ def read_checkpoint(path: Path) -> dict:
     return state
 
 
+def initial_weights(path: Path, network: NetworkConfig) -> dict:
+    """The state dict of a model or training checkpoint (sha256 sidecar checked when present) for fine-tuning."""
+    from ..models import ModelEntry, load_checkpoint
+
+    sidecar = path.with_name(path.name + ".sha256")
+    sha = sidecar.read_text().split()[0] if sidecar.is_file() else None
+    state = load_checkpoint(ModelEntry(path.stem, network.method, path, sha, None))
+    if not isinstance(state, dict) or "config" not in state or "state_dict" not in state:
+        raise AVSMError(f"init_weights {path} is not an avsm checkpoint (no config / state_dict)")
+    if NetworkConfig.from_dict(state["config"]) != network:
+        raise AVSMError(f"init_weights {path} holds a network with a different [network] section than the config")
+    return state["state_dict"]
+
+
 def checkpoints_in(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "checkpoints").glob("step_*.pt"))
 
@@ -159,6 +173,9 @@ class Trainer:
                             f"data.validation_count = {config.data.validation_count}; at least 2 are needed")
         resume_path = resolve_resume(resume, self.run_dir)
         self.state = read_checkpoint(resume_path) if resume_path is not None else None
+        self.initial_weights = None
+        if self.state is None and config.init_weights:
+            self.initial_weights = initial_weights(config.path(config.init_weights), config.network)
         if self.state is not None:
             if NetworkConfig.from_dict(self.state["config"]) != config.network:
                 raise AVSMError(f"checkpoint {resume_path} was trained with a different [network] section")
@@ -177,6 +194,8 @@ class Trainer:
         self.network = build_network(config.network).to(self.device)
         self.objective = Objective(self.network, self.grid, t)
         self.step = 0
+        if self.initial_weights is not None:
+            self.network.load_state_dict(self.initial_weights)
         if self.state is not None:
             self.network.load_state_dict(self.state["state_dict"])
             self.step = int(self.state["step"])

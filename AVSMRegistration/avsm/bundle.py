@@ -1,0 +1,101 @@
+"""Bundle a trained checkpoint as a shipped model: weights-only payload, sha256, manifest entry (DESIGN §5).
+
+``python -m avsm.bundle CHECKPOINT --name NAME --training-data TEXT [--accuracy JSON] [--models-dir DIR]``
+writes ``DIR/NAME.pt`` (``{"config", "state_dict", "working_spacing_mm", "version"}``: no optimiser or RNG
+state, so the file stays small) and adds or replaces NAME's record in ``DIR/manifest.json``. Both are
+written to temporary files and renamed, so an interrupted run leaves the previous model and manifest intact.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .errors import AVSMError
+from .models import load_checkpoint, models_dir, sha256_of, ModelEntry
+from .networks import NetworkConfig
+
+MAX_BUNDLED_BYTES = 15 * 1024 * 1024  # DESIGN §5: keep each bundled file under 15 MB
+PAYLOAD_KEYS = ("config", "state_dict", "working_spacing_mm", "version")
+
+
+def _atomic_write(path: Path, write) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; shipped files are world-readable
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def read_manifest(directory: Path) -> dict:
+    path = directory / "manifest.json"
+    if not path.exists():
+        return {"models": []}
+    try:
+        manifest = json.loads(path.read_text())
+        manifest["models"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise AVSMError(f"model manifest {path} is malformed: {error}") from None
+    return manifest
+
+
+def bundle_model(checkpoint: Path, name: str, training_data: str, accuracy: Optional[dict] = None,
+                 directory: Optional[Path] = None, notes: Optional[str] = None) -> dict:
+    """Write ``NAME.pt`` and its manifest record; returns the record."""
+    directory = Path(directory or models_dir())
+    directory.mkdir(parents=True, exist_ok=True)
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise AVSMError(f"model name '{name}' must be letters, digits, '_' and '-' only")
+    payload = load_checkpoint(ModelEntry(name, "", Path(checkpoint), None, None))
+    missing = [k for k in PAYLOAD_KEYS[:3] if k not in payload]
+    if missing:
+        raise AVSMError(f"{checkpoint} is not an avsm checkpoint (missing: {', '.join(missing)})")
+    config = NetworkConfig.from_dict(payload["config"])
+    weights = {k: payload[k] for k in PAYLOAD_KEYS if k in payload}
+    target = directory / f"{name}.pt"
+    _atomic_write(target, lambda path: torch.save(weights, path))
+    size = target.stat().st_size
+    if size > MAX_BUNDLED_BYTES:
+        target.unlink()
+        raise AVSMError(f"model file would be {size / 2**20:.1f} MiB, over the {MAX_BUNDLED_BYTES / 2**20:.0f} MiB limit")
+    record = {"name": name, "method": config.method, "file": target.name, "sha256": sha256_of(target),
+              "working_spacing_mm": float(payload["working_spacing_mm"]),
+              "parameters": sum(int(t.numel()) for t in payload["state_dict"].values()),
+              "training_data": training_data, "accuracy": accuracy or {}}
+    if notes:
+        record["notes"] = notes
+    manifest = read_manifest(directory)
+    manifest["models"] = [m for m in manifest["models"] if m.get("name") != name] + [record]
+    _atomic_write(directory / "manifest.json", lambda path: path.write_text(json.dumps(manifest, indent=2) + "\n"))
+    return record
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m avsm.bundle", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--training-data", required=True, help="what the model was trained on (subjects, sources)")
+    parser.add_argument("--accuracy", default=None, help="JSON object of measured accuracy figures")
+    parser.add_argument("--notes", default=None)
+    parser.add_argument("--models-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    try:
+        accuracy = json.loads(args.accuracy) if args.accuracy else None
+        record = bundle_model(args.checkpoint, args.name, args.training_data, accuracy, args.models_dir, args.notes)
+    except (AVSMError, ValueError) as error:
+        parser.exit(2, f"avsm: error: {error}\n")
+    print(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
