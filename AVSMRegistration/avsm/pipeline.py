@@ -27,6 +27,7 @@ from .inference import load_network, predict
 from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image, warp_labels
 from .metrics import dice_per_label, mean_dice
+from .numerics import flush_denormals
 from .optimisation import AffineParameters, PriorDeformation, VSVFSettings, optimise_affine, optimise_vsvf
 from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
 from .progress import StagedProgress
@@ -214,51 +215,52 @@ def register(
     timings["read_and_preprocess"] = time.perf_counter() - tick
     report_progress("read", 1.0, "inputs ready")
 
-    fixed_w = fixed_w.to(torch_device)
-    moving_w = moving_w.to(torch_device)
-    deformation = inverse_deformation = map_grid = None
-    vsvf_info: dict = {}
-    network_info: dict = {}
-    tick = time.perf_counter()
-    if network is not None:
-        prediction = predict(method, model_entry, fixed_w, fixed_grid, moving_w, moving_grid, initial,
-                             affine_steps=affine_steps, vsvf_steps=vsvf_steps,
-                             progress=lambda f, m: report_progress("network", f, m))
-        affine, deformation, inverse_deformation = prediction.affine, prediction.deformation, prediction.inverse_deformation
-        map_grid, network_info = prediction.map_grid, prediction.info
-        timings["network"] = time.perf_counter() - tick
-        network_info["instance_opt"] = int(instance_opt or 0)
-        if instance_opt:
-            tick = time.perf_counter()
-            refined = _instance_optimise(fixed_norm, moving_norm, fixed_w, fixed_grid, moving_w, moving_grid, spacing,
-                                         affine, PriorDeformation(deformation, inverse_deformation, map_grid),
-                                         instance_opt, torch_device, vsvf_settings,
-                                         lambda f, m: report_progress("instance_opt", f, m))
-            deformation, inverse_deformation = refined.deformation.cpu(), refined.inverse_deformation.cpu()
-            map_grid = refined.map_grid
-            network_info["instance_opt_map_grid_shape"] = list(map_grid.shape)
-            network_info["final_instance_similarity_loss"] = refined.losses[-1][0]
-            timings["instance_opt"] = time.perf_counter() - tick
-    else:
-        affine_iterations = (150, 80, 30) if affine_steps is None else (affine_steps,) * 3
-        affine = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, initial, fixed_centre,
-                                 iterations=affine_iterations,
-                                 progress=lambda f, m: report_progress("affine", f, m))
-        timings["affine"] = time.perf_counter() - tick
-
-    if method == "vsvf-opt":
+    with flush_denormals():
+        fixed_w = fixed_w.to(torch_device)
+        moving_w = moving_w.to(torch_device)
+        deformation = inverse_deformation = map_grid = None
+        vsvf_info: dict = {}
+        network_info: dict = {}
         tick = time.perf_counter()
-        settings = vsvf_settings or VSVFSettings()
-        iterations = instance_opt if instance_opt is not None else vsvf_steps
-        if iterations is not None:
-            settings = VSVFSettings(**{**settings.__dict__, "iterations": iterations})
-        result = optimise_vsvf(fixed_w, fixed_grid, moving_w, moving_grid, affine, settings,
-                               progress=lambda f, m: report_progress("vsvf", f, m))
-        deformation, inverse_deformation, map_grid = result.deformation.cpu(), result.inverse_deformation.cpu(), result.map_grid
-        vsvf_info = {"iterations": settings.iterations, "time_steps": settings.time_steps,
-                     "regularisation": settings.regularisation, "map_grid_shape": list(map_grid.shape),
-                     "final_similarity_loss": result.losses[-1][0] if result.losses else None}
-        timings["vsvf"] = time.perf_counter() - tick
+        if network is not None:
+            prediction = predict(method, model_entry, fixed_w, fixed_grid, moving_w, moving_grid, initial,
+                                 affine_steps=affine_steps, vsvf_steps=vsvf_steps,
+                                 progress=lambda f, m: report_progress("network", f, m))
+            affine, deformation, inverse_deformation = prediction.affine, prediction.deformation, prediction.inverse_deformation
+            map_grid, network_info = prediction.map_grid, prediction.info
+            timings["network"] = time.perf_counter() - tick
+            network_info["instance_opt"] = int(instance_opt or 0)
+            if instance_opt:
+                tick = time.perf_counter()
+                refined = _instance_optimise(fixed_norm, moving_norm, fixed_w, fixed_grid, moving_w, moving_grid, spacing,
+                                             affine, PriorDeformation(deformation, inverse_deformation, map_grid),
+                                             instance_opt, torch_device, vsvf_settings,
+                                             lambda f, m: report_progress("instance_opt", f, m))
+                deformation, inverse_deformation = refined.deformation.cpu(), refined.inverse_deformation.cpu()
+                map_grid = refined.map_grid
+                network_info["instance_opt_map_grid_shape"] = list(map_grid.shape)
+                network_info["final_instance_similarity_loss"] = refined.losses[-1][0]
+                timings["instance_opt"] = time.perf_counter() - tick
+        else:
+            affine_iterations = (150, 80, 30) if affine_steps is None else (affine_steps,) * 3
+            affine = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, initial, fixed_centre,
+                                     iterations=affine_iterations,
+                                     progress=lambda f, m: report_progress("affine", f, m))
+            timings["affine"] = time.perf_counter() - tick
+
+        if method == "vsvf-opt":
+            tick = time.perf_counter()
+            settings = vsvf_settings or VSVFSettings()
+            iterations = instance_opt if instance_opt is not None else vsvf_steps
+            if iterations is not None:
+                settings = VSVFSettings(**{**settings.__dict__, "iterations": iterations})
+            result = optimise_vsvf(fixed_w, fixed_grid, moving_w, moving_grid, affine, settings,
+                                   progress=lambda f, m: report_progress("vsvf", f, m))
+            deformation, inverse_deformation, map_grid = result.deformation.cpu(), result.inverse_deformation.cpu(), result.map_grid
+            vsvf_info = {"iterations": settings.iterations, "time_steps": settings.time_steps,
+                         "regularisation": settings.regularisation, "map_grid_shape": list(map_grid.shape),
+                         "final_similarity_loss": result.losses[-1][0] if result.losses else None}
+            timings["vsvf"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
     report_progress("outputs", 0.0, "warping the moving image on the fixed grid")
