@@ -89,12 +89,16 @@ def benchmark_pairs(n: int) -> list[tuple[str, str]]:
     return pairs
 
 
+# Other benchmarks (cross_contrast.py) register their own "subjects" here: id -> (image path, label path).
+EXTRA_SUBJECTS: dict[str, tuple[str, str]] = {}
+
+
 def image_path(subject: str) -> str:
-    return str(DATA / f"{subject}_SS.nii.gz")
+    return EXTRA_SUBJECTS[subject][0] if subject in EXTRA_SUBJECTS else str(DATA / f"{subject}_SS.nii.gz")
 
 
 def label_path(subject: str) -> str:
-    return str(DATA / f"{subject}_glm.nii.gz")
+    return EXTRA_SUBJECTS[subject][1] if subject in EXTRA_SUBJECTS else str(DATA / f"{subject}_glm.nii.gz")
 
 
 # ------------------------------------------------------------------------------------------ det J, Dice
