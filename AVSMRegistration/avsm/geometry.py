@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 import torch
+import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -119,18 +120,37 @@ def coarser_grid(grid: Grid, factor: float) -> Grid:
 
 
 def physical_points(grid: Grid, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Identity map of ``grid``: ``1 x 3 x D x H x W`` tensor of voxel-centre LPS coordinates (x, y, z)."""
+    """Identity map of ``grid``: ``1 x 3 x D x H x W`` tensor of voxel-centre LPS coordinates (x, y, z).
+
+    Each coordinate is an affine function of the index, built by broadcasting three 1-D ramps (float64,
+    then cast), so no D x H x W index grid is materialised.
+    """
     d, h, w = grid.shape
-    iz, iy, ix = torch.meshgrid(
-        torch.arange(d, dtype=torch.float64, device=device),
-        torch.arange(h, dtype=torch.float64, device=device),
-        torch.arange(w, dtype=torch.float64, device=device),
-        indexing="ij",
-    )
-    index = torch.stack([ix, iy, iz], dim=0).reshape(3, -1)
-    m = torch.as_tensor(grid.index_to_physical_matrix(), dtype=torch.float64, device=device)
-    points = m[:3, :3] @ index + m[:3, 3:4]
-    return points.reshape(1, 3, d, h, w).to(dtype)
+    m = grid.index_to_physical_matrix()
+    ramps = [torch.arange(n, dtype=torch.float64, device=device) for n in (w, h, d)]  # i_x, i_y, i_z
+    points = torch.empty((1, 3, d, h, w), dtype=dtype, device=device)
+    for c in range(3):
+        points[0, c] = (m[c, 3] + m[c, 0] * ramps[0].view(1, 1, w) + m[c, 1] * ramps[1].view(1, h, 1)
+                        + m[c, 2] * ramps[2].view(d, 1, 1))
+    return points
+
+
+def sampling_grid(target: Grid, source: Grid, device: torch.device | str = "cpu",
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``1 x D x H x W x 3`` ``grid_sample`` coordinates (align_corners) on ``source`` of ``target``'s voxel centres.
+
+    The same as ``physical_to_normalised(physical_points(target), source)``, made by ``F.affine_grid`` from
+    one 3x4 matrix (target normalised -> target index -> physical -> source normalised).
+    """
+    size = np.array(target.size_xyz, dtype=np.float64)
+    half = (size - 1) / 2.0  # target index = half * (n + 1)
+    from_normalised = np.eye(4)
+    from_normalised[:3, :3] = np.diag(half)
+    from_normalised[:3, 3] = half
+    theta = physical_to_normalised_matrix(source) @ target.index_to_physical_matrix() @ from_normalised
+    theta = torch.as_tensor(theta[:3], dtype=torch.float64).unsqueeze(0)
+    d, h, w = target.shape
+    return F.affine_grid(theta, [1, 1, d, h, w], align_corners=True).to(device=device, dtype=dtype)
 
 
 def physical_to_normalised_matrix(grid: Grid) -> np.ndarray:

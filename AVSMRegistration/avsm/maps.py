@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .geometry import Grid, physical_points, physical_to_normalised
+from .geometry import Grid, physical_points, physical_to_normalised, sampling_grid
 
 
 def sample(source: torch.Tensor, source_grid: Grid, points: torch.Tensor, mode: str = "bilinear",
@@ -54,13 +54,16 @@ def resample_map(phi: torch.Tensor, phi_grid: Grid, target_grid: Grid, chunk_sli
     Interpolating the map is the same as interpolating its displacement because the identity is linear.
     ``chunk_slices`` bounds peak memory on large target grids by processing that many D-slices at a time.
     """
+    def on(grid: Grid) -> torch.Tensor:
+        coordinates = sampling_grid(grid, phi_grid, device=phi.device, dtype=phi.dtype).expand(phi.shape[0], -1, -1, -1, -1)
+        return F.grid_sample(phi, coordinates, mode="bilinear", padding_mode="border", align_corners=True)
+
     if chunk_slices is None or chunk_slices >= target_grid.shape[0]:
-        points = physical_points(target_grid, device=phi.device, dtype=phi.dtype)
-        return sample(phi, phi_grid, points, padding_mode="border")
+        return on(target_grid)
     pieces = []
     for start in range(0, target_grid.shape[0], chunk_slices):
         stop = min(start + chunk_slices, target_grid.shape[0])
-        pieces.append(sample(phi, phi_grid, slab_points(target_grid, start, stop, phi), padding_mode="border"))
+        pieces.append(on(slab_grid(target_grid, start, stop)))
     return torch.cat(pieces, dim=2)
 
 
@@ -73,12 +76,11 @@ def upsample_map(phi: torch.Tensor, target_grid: Grid) -> torch.Tensor:
     return F.interpolate(phi, size=target_grid.shape, mode="trilinear", align_corners=True)
 
 
-def slab_points(grid: Grid, start: int, stop: int, like: torch.Tensor) -> torch.Tensor:
-    """Physical points of D-slices ``start:stop`` of ``grid`` (``1 x 3 x (stop-start) x H x W``)."""
+def slab_grid(grid: Grid, start: int, stop: int) -> Grid:
+    """The sub-grid of D-slices ``start:stop`` of ``grid``."""
     m = grid.index_to_physical_matrix()
-    sub = Grid(shape=(stop - start, grid.shape[1], grid.shape[2]), spacing=grid.spacing,
-               origin=tuple(float(v) for v in (m @ np.array([0.0, 0.0, start, 1.0]))[:3]), direction=grid.direction)
-    return physical_points(sub, device=like.device, dtype=like.dtype)
+    return Grid(shape=(stop - start, grid.shape[1], grid.shape[2]), spacing=grid.spacing,
+                origin=tuple(float(v) for v in (m @ np.array([0.0, 0.0, start, 1.0]))[:3]), direction=grid.direction)
 
 
 def compose(outer: torch.Tensor, outer_grid: Grid, inner: torch.Tensor) -> torch.Tensor:

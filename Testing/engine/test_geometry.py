@@ -4,7 +4,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from avsm.geometry import Grid, axis_aligned_grid_covering, coarser_grid, physical_points, physical_to_normalised
+from avsm.geometry import (Grid, axis_aligned_grid_covering, coarser_grid, physical_points, physical_to_normalised,
+                           sampling_grid)
 from avsm.maps import sample
 
 
@@ -29,6 +30,15 @@ def test_normalised_coordinates_put_corner_voxels_at_plus_minus_one(oblique_imag
     normalised = physical_to_normalised(physical_points(grid, dtype=torch.float64), grid)
     assert torch.allclose(normalised[0, 0, 0, 0], torch.tensor([-1.0, -1.0, -1.0], dtype=torch.float64))
     assert torch.allclose(normalised[0, -1, -1, -1], torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64))
+
+
+def test_sampling_grid_equals_normalised_physical_points_between_oblique_and_aligned_grids(oblique_image):
+    oblique = Grid.of_image(oblique_image)
+    aligned = axis_aligned_grid_covering(oblique, 2.5)
+    for target, source in ((oblique, aligned), (aligned, oblique), (oblique, oblique)):
+        expected = physical_to_normalised(physical_points(target, dtype=torch.float64), source)
+        got = sampling_grid(target, source, dtype=torch.float64)
+        torch.testing.assert_close(got, expected, atol=1e-9, rtol=0)
 
 
 @pytest.mark.parametrize("multiple", [1, 8])
