@@ -28,7 +28,8 @@ def _register_arguments(parser: argparse.ArgumentParser, with_inputs: bool = Tru
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--affine-steps", type=int, default=None, help="affine optimisation steps per scale")
     parser.add_argument("--vsvf-steps", type=int, default=None, help="vSVF optimisation iterations")
-    parser.add_argument("--instance-opt", type=int, default=None, help="instance-optimisation iterations")
+    parser.add_argument("--instance-opt", type=int, default=None, help="network methods: iterations of one more vSVF step optimised for this pair at 2 mm after the "
+                             "network (instance optimisation); vsvf-opt: its iteration count")
     parser.add_argument("--working-spacing", type=float, default=None, help="working grid spacing in mm")
     parser.add_argument("--progress", default=None, choices=("json", "bar", "none"),
                         help="progress style (default: bar on a terminal, none otherwise)")
