@@ -135,9 +135,12 @@ def main(argv=None) -> int:
                 fixed = make_cube(fixed_src, size, work / f"fixed_{size}.nii.gz")
                 moving = make_cube(moving_src, size, work / f"moving_{size}.nii.gz")
             methods = ([m for m in args.methods.split(",") if m] if size in sizes else []) + (peers if size == peer_size else [])
+            header = sitk.ImageFileReader()
+            header.SetFileName(str(fixed))
+            header.ReadImageInformation()
+            voxels = int(np.prod(header.GetSize()))
             for method in methods:
                 result = run_isolated(method, fixed, moving, args.threads, work)
-                voxels = int(np.prod(sitk.ReadImage(str(fixed)).GetSize()))
                 rows.append({"size": size, "voxels": voxels, "method": method, **result})
                 print(f"{size}^3 {method}: {result}", file=sys.stderr, flush=True)
     lines = [f"Pair: {label}, resampled to N^3; {rows[0].get('device', '') if rows else ''}", "",

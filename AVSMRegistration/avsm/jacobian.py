@@ -5,9 +5,8 @@ determinant of the Jacobian of phi with respect to physical fixed coordinates.
 """
 from __future__ import annotations
 
-import torch
-
 import numpy as np
+import torch
 
 from .geometry import Grid, spatial_derivative_matrix
 

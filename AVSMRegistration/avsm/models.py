@@ -51,11 +51,16 @@ def resolve_model(name_or_path: str, method: str) -> ModelEntry:
             return entry
     path = Path(name_or_path)
     if path.is_file():
-        sidecar = path.with_suffix(path.suffix + ".sha256")
-        sha = sidecar.read_text().split()[0] if sidecar.exists() else None
-        return ModelEntry(path.stem, method, path, sha, None)
+        return checkpoint_file(path, method)
     names = ", ".join(e.name for e in bundled_models()) or "none"
     raise AVSMError(f"unknown model '{name_or_path}': no bundled model of that name (bundled: {names}) and no such file")
+
+
+def checkpoint_file(path: Path, method: str) -> ModelEntry:
+    """A checkpoint given by path; its sha256 comes from a ``.sha256`` sidecar when there is one."""
+    sidecar = path.with_suffix(path.suffix + ".sha256")
+    sha = sidecar.read_text().split()[0] if sidecar.exists() else None
+    return ModelEntry(path.stem, method, path, sha, None)
 
 
 def sha256_of(path: Path) -> str:

@@ -5,6 +5,7 @@ Read like the paper's figure: validate -> normalise -> working grids -> centre o
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -202,10 +203,7 @@ def register(
 
     fixed_norm = normalise_intensity(fixed_image)
     moving_norm = normalise_intensity(moving_image)
-    fixed_grid = axis_aligned_grid_covering(Grid.of_image(fixed_image), spacing)
-    moving_grid = axis_aligned_grid_covering(Grid.of_image(moving_image), spacing)
-    fixed_w = resample_to_grid(fixed_norm, fixed_grid)
-    moving_w = resample_to_grid(moving_norm, moving_grid)
+    fixed_w, fixed_grid, moving_w, moving_grid = _working_pair(fixed_norm, moving_norm, spacing)
     fixed_centre = centre_of_mass(fixed_norm)
     initial = AffineParameters.translation_only(centre_of_mass(moving_norm) - fixed_centre)
     overlap = foreground_overlap(fixed_w, fixed_grid, moving_w, moving_grid, initial)
@@ -253,7 +251,7 @@ def register(
             settings = vsvf_settings or VSVFSettings()
             iterations = instance_opt if instance_opt is not None else vsvf_steps
             if iterations is not None:
-                settings = VSVFSettings(**{**settings.__dict__, "iterations": iterations})
+                settings = dataclasses.replace(settings, iterations=iterations)
             result = optimise_vsvf(fixed_w, fixed_grid, moving_w, moving_grid, affine, settings,
                                    progress=lambda f, m: report_progress("vsvf", f, m))
             deformation, inverse_deformation, map_grid = result.deformation.cpu(), result.inverse_deformation.cpu(), result.map_grid
@@ -303,6 +301,14 @@ def register(
                               warped_labels=outputs["warped_labels"], grid_planes=outputs["grid_planes"])
 
 
+def _working_pair(fixed_norm: sitk.Image, moving_norm: sitk.Image, spacing: float):
+    """(fixed_w, fixed_grid, moving_w, moving_grid): each normalised image resampled (anti-aliased) onto an
+    axis-aligned grid of isotropic ``spacing`` mm covering it; tensors ``1 x 1 x D x H x W`` on the CPU."""
+    fixed_grid = axis_aligned_grid_covering(Grid.of_image(fixed_norm), spacing)
+    moving_grid = axis_aligned_grid_covering(Grid.of_image(moving_norm), spacing)
+    return resample_to_grid(fixed_norm, fixed_grid), fixed_grid, resample_to_grid(moving_norm, moving_grid), moving_grid
+
+
 def _instance_optimise(fixed_norm: sitk.Image, moving_norm: sitk.Image, fixed_w: torch.Tensor, fixed_grid: Grid,
                        moving_w: torch.Tensor, moving_grid: Grid, network_spacing: float, affine: AffineParameters,
                        prior: PriorDeformation, iterations: int, device: torch.device,
@@ -310,15 +316,13 @@ def _instance_optimise(fixed_norm: sitk.Image, moving_norm: sitk.Image, fixed_w:
     """One more vSVF step, optimised for this pair on the vsvf-opt working grid (or the network's, if finer).
 
     The network fixes the affine and psi_0^{-1}; the new step's momentum starts at zero, so iteration 0 is the
-    network's own result and every iteration can only refine it (AVSM's multi-step vSVF, one step at test time).
+    network's own result (AVSM's multi-step vSVF, one more step optimised at test time).
     """
     spacing = min(DEFAULT_WORKING_SPACING["vsvf-opt"], network_spacing)
     if spacing != network_spacing:
-        fixed_grid = axis_aligned_grid_covering(Grid.of_image(fixed_norm), spacing)
-        moving_grid = axis_aligned_grid_covering(Grid.of_image(moving_norm), spacing)
-        fixed_w = resample_to_grid(fixed_norm, fixed_grid).to(device)
-        moving_w = resample_to_grid(moving_norm, moving_grid).to(device)
-    settings = VSVFSettings(**{**(settings or VSVFSettings()).__dict__, "iterations": iterations})
+        fixed_w, fixed_grid, moving_w, moving_grid = _working_pair(fixed_norm, moving_norm, spacing)
+        fixed_w, moving_w = fixed_w.to(device), moving_w.to(device)
+    settings = dataclasses.replace(settings or VSVFSettings(), iterations=iterations)
     return optimise_vsvf(fixed_w, fixed_grid, moving_w, moving_grid, affine, settings, prior=prior,
                          progress=progress)
 

@@ -252,3 +252,21 @@ def test_avsm_train_reports_a_bad_config_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("avsm: error: unknown config field(s): train.epochs")
     assert not (tmp_path / "run").exists()
+
+
+def test_init_weights_start_a_new_run_and_a_different_network_is_refused(tmp_path):
+    from avsm.training.trainer import Trainer
+
+    model = train(tiny_config(tmp_path, "first"))
+    second = tiny_config(tmp_path, "second")
+    second.write_text(f'init_weights = "{model}"\n' + second.read_text())
+    trainer = Trainer(load_config(second))
+    expected = _weights(model)
+    for key, value in trainer.network.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+    assert trainer.step == 0  # a new run: weights only, no optimiser state or step count
+    other = tiny_config(tmp_path, "other", method="voxelmorph", multi_epochs=0)
+    other.write_text(f'init_weights = "{model}"\n' + other.read_text())
+    with pytest.raises(AVSMError, match="different \\[network\\] section"):
+        Trainer(load_config(other))
+    assert not (tmp_path / "other").exists()  # refused before anything is written

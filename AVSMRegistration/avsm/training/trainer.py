@@ -124,11 +124,9 @@ def read_checkpoint(path: Path) -> dict:
 
 def initial_weights(path: Path, network: NetworkConfig) -> dict:
     """The state dict of a model or training checkpoint (sha256 sidecar checked when present) for fine-tuning."""
-    from ..models import ModelEntry, load_checkpoint
+    from ..models import checkpoint_file, load_checkpoint
 
-    sidecar = path.with_name(path.name + ".sha256")
-    sha = sidecar.read_text().split()[0] if sidecar.is_file() else None
-    state = load_checkpoint(ModelEntry(path.stem, network.method, path, sha, None))
+    state = load_checkpoint(checkpoint_file(path, network.method))
     if not isinstance(state, dict) or "config" not in state or "state_dict" not in state:
         raise AVSMError(f"init_weights {path} is not an avsm checkpoint (no config / state_dict)")
     if NetworkConfig.from_dict(state["config"]) != network:
