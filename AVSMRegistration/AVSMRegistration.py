@@ -301,7 +301,7 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
             slicer.packaging.pip_ensure(slicer.packaging.load_requirements(requirements),
                                         skip_packages=["torch", "SimpleITK", "numpy"], requester="AVSMRegistration")
             return
-        missing = [name for name in ("tqdm", "matplotlib") if not _importable(name)]
+        missing = [package for module, package in (("tqdm", "tqdm"), ("PIL", "pillow")) if not _importable(module)]
         if missing:
             if not slicer.util.confirmOkCancelDisplay(_("AVSM Registration needs these Python packages: {names}. "
                                                         "Install them now?").format(names=", ".join(missing))):

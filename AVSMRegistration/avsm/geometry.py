@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 import torch
-import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -119,38 +118,45 @@ def coarser_grid(grid: Grid, factor: float) -> Grid:
     )
 
 
-def physical_points(grid: Grid, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def physical_points(grid: Grid, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                    then: np.ndarray | None = None) -> torch.Tensor:
     """Identity map of ``grid``: ``1 x 3 x D x H x W`` tensor of voxel-centre LPS coordinates (x, y, z).
 
-    Each coordinate is an affine function of the index, built by broadcasting three 1-D ramps (float64,
-    then cast), so no D x H x W index grid is materialised.
+    ``then`` (a 4x4 homogeneous LPS -> LPS matrix) returns ``then`` applied to those points instead, at
+    no extra cost. Each coordinate is an affine function of the index, built by broadcasting three 1-D
+    ramps (float64, then cast), so no D x H x W index grid is materialised.
     """
-    d, h, w = grid.shape
     m = grid.index_to_physical_matrix()
-    ramps = [torch.arange(n, dtype=torch.float64, device=device) for n in (w, h, d)]  # i_x, i_y, i_z
-    points = torch.empty((1, 3, d, h, w), dtype=dtype, device=device)
-    for c in range(3):
-        points[0, c] = (m[c, 3] + m[c, 0] * ramps[0].view(1, 1, w) + m[c, 1] * ramps[1].view(1, h, 1)
-                        + m[c, 2] * ramps[2].view(d, 1, 1))
-    return points
+    if then is not None:
+        m = np.asarray(then, dtype=np.float64) @ m
+    return _affine_of_index(m[:3], grid.shape, (1, 3, *grid.shape), lambda out, c: out[0, c], device, dtype)
 
 
 def sampling_grid(target: Grid, source: Grid, device: torch.device | str = "cpu",
                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``1 x D x H x W x 3`` ``grid_sample`` coordinates (align_corners) on ``source`` of ``target``'s voxel centres.
 
-    The same as ``physical_to_normalised(physical_points(target), source)``, made by ``F.affine_grid`` from
-    one 3x4 matrix (target normalised -> target index -> physical -> source normalised).
+    The same as ``physical_to_normalised(physical_points(target), source)``, made from one 3x4 matrix
+    (target index -> physical -> source normalised) by broadcasting, without a per-voxel matrix product.
     """
-    size = np.array(target.size_xyz, dtype=np.float64)
-    half = (size - 1) / 2.0  # target index = half * (n + 1)
-    from_normalised = np.eye(4)
-    from_normalised[:3, :3] = np.diag(half)
-    from_normalised[:3, 3] = half
-    theta = physical_to_normalised_matrix(source) @ target.index_to_physical_matrix() @ from_normalised
-    theta = torch.as_tensor(theta[:3], dtype=torch.float64).unsqueeze(0)
-    d, h, w = target.shape
-    return F.affine_grid(theta, [1, 1, d, h, w], align_corners=True).to(device=device, dtype=dtype)
+    theta = physical_to_normalised_matrix(source) @ target.index_to_physical_matrix()
+    return _affine_of_index(theta[:3], target.shape, (1, *target.shape, 3), lambda out, c: out[0, ..., c], device, dtype)
+
+
+def _affine_of_index(rows: np.ndarray, shape: tuple[int, int, int], out_shape: tuple, channel, device, dtype) -> torch.Tensor:
+    """Fill ``channel(out, c)`` (a D x H x W view) with ``rows[c] @ (i_x, i_y, i_z, 1)`` for c = 0, 1, 2.
+
+    The three per-axis ramps are scaled in float64 and cast; only their broadcast sum is in ``dtype``.
+    """
+    d, h, w = shape
+    ramps = [torch.arange(n, dtype=torch.float64, device=device) for n in (w, h, d)]  # i_x, i_y, i_z
+    out = torch.empty(out_shape, dtype=dtype, device=device)
+    for c in range(3):
+        along_x = (rows[c, 0] * ramps[0] + rows[c, 3]).to(dtype).view(1, 1, w)
+        along_y = (rows[c, 1] * ramps[1]).to(dtype).view(1, h, 1)
+        along_z = (rows[c, 2] * ramps[2]).to(dtype).view(d, 1, 1)
+        torch.add(along_x + along_y, along_z, out=channel(out, c))
+    return out
 
 
 def physical_to_normalised_matrix(grid: Grid) -> np.ndarray:

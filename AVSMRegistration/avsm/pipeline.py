@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -23,7 +24,7 @@ from . import __version__
 from .errors import AVSMError
 from .export import affine_transform, full_transform, inverse_transform
 from .geometry import Grid, axis_aligned_grid_covering, image_to_tensor, physical_points, tensor_to_image
-from .imageio import ImageLike, read_intensity_image, read_label_map
+from .imageio import ImageLike, read_intensity_image, read_label_map, write_stored_gzip
 from .inference import load_network, predict
 from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image, warp_labels
@@ -72,18 +73,23 @@ class RegistrationResult:
         except OSError as error:
             raise AVSMError(f"output folder is not writable: {outdir} ({error.strerror})") from None
         try:
-            sitk.WriteImage(self.warped, str(staging / "warped.nii.gz"), useCompression=True)
-            sitk.WriteTransform(self.transform, str(staging / "transform.h5"))
-            sitk.WriteTransform(self.affine, str(staging / "affine.tfm"))
-            sitk.WriteTransform(self.inverse, str(staging / "inverse.h5"))
-            sitk.WriteImage(self.det_jacobian, str(staging / "jacobian.nii.gz"), useCompression=True)
-            sitk.WriteImage(self.folds, str(staging / "folds.nii.gz"), useCompression=True)
-            if self.warped_labels is not None:
-                sitk.WriteImage(self.warped_labels, str(staging / "warped_labels.nii.gz"), useCompression=True)
-            spacing = self.fixed.GetSpacing()
-            save_overview(staging / "grid.png", sitk.GetArrayViewFromImage(self.fixed),
-                          sitk.GetArrayViewFromImage(self.warped), self.grid_planes,
-                          sitk.GetArrayViewFromImage(self.det_jacobian), (spacing[2], spacing[1], spacing[0]))
+            # the image writers, the transform writer and the figure run side by side (SimpleITK's writers
+            # release the GIL); the HDF5 transforms stay in one job, as HDF5 may not be built thread-safe
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                jobs = [pool.submit(write_stored_gzip, self.det_jacobian, staging / "jacobian.nii.gz")]
+                jobs += [pool.submit(sitk.WriteImage, image, str(staging / name), True)
+                         for name, image in (("warped.nii.gz", self.warped), ("folds.nii.gz", self.folds),
+                                             ("warped_labels.nii.gz", self.warped_labels))
+                         if image is not None]
+                jobs.append(pool.submit(_write_transforms, staging, (("transform.h5", self.transform),
+                                                                     ("affine.tfm", self.affine),
+                                                                     ("inverse.h5", self.inverse))))
+                spacing = self.fixed.GetSpacing()
+                jobs.append(pool.submit(save_overview, staging / "grid.png", sitk.GetArrayViewFromImage(self.fixed),
+                                        sitk.GetArrayViewFromImage(self.warped), self.grid_planes,
+                                        sitk.GetArrayViewFromImage(self.det_jacobian), (spacing[2], spacing[1], spacing[0])))
+                for job in jobs:
+                    job.result()
             (staging / "report.json").write_text(json.dumps(self.report, indent=2) + "\n")
             _replace_folder(staging, outdir)
         except AVSMError:
@@ -106,6 +112,11 @@ class RegistrationResult:
         if r.get("dice_mean") is not None:
             text += f", mean Dice {r['dice_mean']:.4f} over {len(r['dice_per_label'])} labels"
         return text
+
+
+def _write_transforms(folder: Path, named: tuple) -> None:
+    for name, transform in named:
+        sitk.WriteTransform(transform, str(folder / name))
 
 
 def _replace_folder(staging: Path, outdir: Path) -> None:
@@ -333,11 +344,13 @@ def _outputs_on_fixed_grid(fixed_image: sitk.Image, moving_image: sitk.Image, af
     """The full map on the fixed grid, the warped image/labels (one interpolation), det J and folds."""
     fixed_grid = Grid.of_image(fixed_image)
     moving_grid = Grid.of_image(moving_image)
-    matrix, translation = affine.tensors("cpu")
     if deformation is None:
-        phi = apply_affine(matrix, translation, physical_points(fixed_grid))
+        phi = physical_points(fixed_grid, then=affine.as_4x4())
     else:
-        phi = apply_affine(matrix, translation, resample_map(deformation, map_grid, fixed_grid, chunk_slices=_slab(fixed_grid)))
+        # trilinear interpolation is linear, so the affine is applied to the small map before it is resampled
+        matrix, translation = affine.tensors("cpu")
+        phi = resample_map(apply_affine(matrix, translation, deformation), map_grid, fixed_grid,
+                           chunk_slices=_slab(fixed_grid))
     with torch.no_grad():
         moving_t = image_to_tensor(moving_image)
         warped = warp_image(moving_t, moving_grid, phi)

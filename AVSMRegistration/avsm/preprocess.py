@@ -53,9 +53,29 @@ def resample_to_grid(image: sitk.Image, grid: Grid, antialias: bool = True) -> t
     source = image
     if antialias:
         target = min(grid.spacing)
-        sigmas = [0.5 * float(np.sqrt(max(target**2 - s**2, 0.0))) for s in image.GetSpacing()]
-        if max(sigmas) > 0:
-            source = sitk.DiscreteGaussian(image, variance=[s * s for s in sigmas], maximumKernelWidth=64,
-                                           maximumError=0.01, useImageSpacing=True)
+        source = gaussian_blur(image, [0.5 * float(np.sqrt(max(target**2 - s**2, 0.0))) for s in image.GetSpacing()])
     resampled = sitk.Resample(source, grid.reference_image(), sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return image_to_tensor(resampled)
+
+
+def gaussian_blur(image: sitk.Image, sigmas_mm: list[float]) -> sitk.Image:
+    """Separable Gaussian blur with standard deviation ``sigmas_mm[axis]`` (mm, ITK x, y, z order; 0 = none).
+
+    ITK's recursive (IIR, Deriche) Gaussian, whose cost does not grow with sigma: half the time of the
+    truncated discrete kernel at 1 mm -> 3 mm, in one filter when every axis is blurred. Otherwise axis by
+    axis, and an axis shorter than the 4 voxels the recursive filter needs gets the discrete kernel.
+    """
+    if min(sigmas_mm) > 0 and min(image.GetSize()) >= 4:
+        return sitk.SmoothingRecursiveGaussian(image, [float(s) for s in sigmas_mm])
+    for axis, sigma in enumerate(sigmas_mm):
+        if sigma <= 0:
+            continue
+        if image.GetSize()[axis] >= 4:
+            image = sitk.RecursiveGaussian(image, sigma=float(sigma), normalizeAcrossScale=False,
+                                           order=sitk.RecursiveGaussianImageFilter.ZeroOrder, direction=axis)
+        else:
+            variance = [0.0, 0.0, 0.0]
+            variance[axis] = float(sigma) ** 2
+            image = sitk.DiscreteGaussian(image, variance=variance, maximumKernelWidth=64, maximumError=0.01,
+                                          useImageSpacing=True)
+    return image

@@ -38,3 +38,32 @@ def test_full_determinant_sees_a_fold_that_the_diagonal_product_misses():
     det = det_jacobian(torch.einsum("ij,bjdhw->bidhw", matrix, p), grid)
     assert torch.allclose(det, torch.full_like(det, -3.0))
     assert bool(fold_mask(det).all())
+
+
+def _det_by_torch_gradient(phi, grid):
+    """The textbook rule, independent of the blocked implementation: torch.gradient then a 3x3 det per voxel."""
+    from avsm.geometry import spatial_derivative_matrix
+
+    columns = torch.gradient(phi, dim=(4, 3, 2), edge_order=1)  # d/di_x, d/di_y, d/di_z
+    jac = torch.stack(columns, dim=-1).permute(0, 2, 3, 4, 1, 5)  # B x D x H x W x 3 (component) x 3 (index)
+    return torch.linalg.det(jac)[:, None] * float(np.linalg.det(spatial_derivative_matrix(grid)))
+
+
+def test_blocked_det_equals_torch_gradient_rule_on_a_random_map_with_thin_axes(monkeypatch):
+    import avsm.jacobian as jacobian
+
+    monkeypatch.setattr(jacobian, "BLOCK_VOXELS", 2 * 5)  # one D-slice (H x W = 2 x 5) per block
+    grid = Grid(shape=(6, 2, 5), spacing=(0.7, 1.9, 1.1), origin=(1.0, 2.0, -3.0), direction=oblique_direction(20.0))
+    generator = torch.Generator().manual_seed(3)
+    phi = physical_points(grid, dtype=torch.float64) + 0.4 * torch.randn((2, 3, 6, 2, 5), generator=generator, dtype=torch.float64)
+    assert torch.allclose(det_jacobian(phi, grid), _det_by_torch_gradient(phi, grid), atol=1e-12)
+    monkeypatch.setattr(jacobian, "BLOCK_VOXELS", 10**6)  # one block for the whole volume
+    assert torch.allclose(det_jacobian(phi, grid), _det_by_torch_gradient(phi, grid), atol=1e-12)
+
+
+def test_det_refuses_a_map_with_a_single_slice():
+    import pytest
+
+    grid = Grid(shape=(1, 4, 4), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=tuple(np.eye(3).ravel()))
+    with pytest.raises(ValueError, match="D, H, W >= 2"):
+        det_jacobian(physical_points(grid), grid)

@@ -200,4 +200,4 @@ def test_icons_are_128_pixels_square():
 def test_requirements_name_the_engine_dependencies():
     requirements = (MODULE / "requirements.txt").read_text()
     names = {re.split(r"[<>=! ]", line)[0] for line in requirements.splitlines() if line and not line.startswith("#")}
-    assert {"torch", "tqdm", "matplotlib"} <= names
+    assert {"torch", "tqdm", "pillow"} <= names
