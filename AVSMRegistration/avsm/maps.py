@@ -35,17 +35,27 @@ def warp_image(moving: torch.Tensor, moving_grid: Grid, phi: torch.Tensor) -> to
     """
     if phi.shape[0] != moving.shape[0]:
         phi = phi.expand(moving.shape[0], *phi.shape[1:])
-    grid = physical_to_normalised(phi, moving_grid).to(moving.dtype)
-    values = F.grid_sample(moving, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    size = torch.tensor(moving_grid.size_xyz, dtype=grid.dtype, device=grid.device)
+    return warp_image_at(moving, moving_grid, physical_to_normalised(phi, moving_grid).to(moving.dtype))
+
+
+def warp_image_at(moving: torch.Tensor, moving_grid: Grid, coordinates: torch.Tensor) -> torch.Tensor:
+    """:func:`warp_image` at points already in ``moving_grid``'s ``grid_sample`` coordinates
+    (``B x D x H x W x 3``, align_corners; from :func:`avsm.geometry.physical_to_normalised`)."""
+    values = F.grid_sample(moving, coordinates, mode="bilinear", padding_mode="border", align_corners=True)
+    size = torch.tensor(moving_grid.size_xyz, dtype=coordinates.dtype, device=coordinates.device)
     half_voxel = torch.where(size > 1, 1.0 / (size - 1).clamp_min(1), torch.ones_like(size))
-    inside = (grid.abs() <= 1.0 + half_voxel).all(dim=-1)
+    inside = (coordinates.abs() <= 1.0 + half_voxel).all(dim=-1)
     return values * inside[:, None].to(values.dtype)
 
 
 def warp_labels(labels: torch.Tensor, labels_grid: Grid, phi: torch.Tensor) -> torch.Tensor:
     """Nearest-neighbour pull-back of an integer label map (returned as float)."""
     return sample(labels, labels_grid, phi, mode="nearest", padding_mode="zeros")
+
+
+def warp_labels_at(labels: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
+    """:func:`warp_labels` at ``grid_sample`` coordinates (``B x D x H x W x 3``) of the labels' grid."""
+    return F.grid_sample(labels, coordinates.to(labels.dtype), mode="nearest", padding_mode="zeros", align_corners=True)
 
 
 def resample_map(phi: torch.Tensor, phi_grid: Grid, target_grid: Grid, chunk_slices: int | None = None) -> torch.Tensor:

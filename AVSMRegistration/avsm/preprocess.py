@@ -20,13 +20,14 @@ def foreground_mask(array: np.ndarray) -> np.ndarray:
 
 def normalise_intensity(image: sitk.Image) -> sitk.Image:
     """Clip at the 0.1 / 99.9 percentiles of the foreground and map linearly to [0, 1] (DESIGN §4)."""
-    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    array = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)  # a copy of the voxels already
     values = array[foreground_mask(array)]
     low, high = np.percentile(values, [LOWER_PERCENTILE, UPPER_PERCENTILE])
     if high <= low:
         low, high = float(array.min()), float(array.max())
-    normalised = np.clip((array - low) / (high - low), 0.0, 1.0).astype(np.float32)
-    out = sitk.GetImageFromArray(normalised)
+    array -= np.float32(low)
+    array *= np.float32(1.0 / (high - low))
+    out = sitk.GetImageFromArray(np.clip(array, 0.0, 1.0, out=array))
     out.CopyInformation(image)
     return out
 
