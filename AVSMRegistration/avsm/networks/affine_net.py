@@ -33,6 +33,7 @@ from torch import nn
 
 from ..geometry import Grid, physical_points
 from ..maps import apply_affine, warp_image
+from .conv import Conv3d
 
 
 POOLED_SIZE = 4  # the encoder's output is averaged onto 4 x 4 x 4 cells whatever the input size
@@ -55,7 +56,7 @@ def he_initialise(module: nn.Module, negative_slope: float) -> None:
 
 
 def conv_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1),
+    return nn.Sequential(Conv3d(in_channels, out_channels, 3, stride=stride, padding=1),
                          nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True))
 
 

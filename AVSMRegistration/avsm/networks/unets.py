@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .affine_net import he_initialise
+from .conv import Conv3d
 
 
 def conv(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv3d:
-    return nn.Conv3d(in_channels, out_channels, 3, stride=stride, padding=1)
+    return Conv3d(in_channels, out_channels, 3, stride=stride, padding=1)
 
 
 def match_size(tensor: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
