@@ -62,8 +62,15 @@ def resample_map(phi: torch.Tensor, phi_grid: Grid, target_grid: Grid, chunk_sli
     """Evaluate a map stored on ``phi_grid`` at the voxel centres of ``target_grid`` (trilinear, border).
 
     Interpolating the map is the same as interpolating its displacement because the identity is linear.
-    ``chunk_slices`` bounds peak memory on large target grids by processing that many D-slices at a time.
+    When each target index axis runs along one ``phi_grid`` axis (same axes up to order and sign, the usual
+    case of a scanner image and the axis-aligned working grid) trilinear interpolation is separable and is
+    done as three small 1-D interpolation matrices (:func:`_separable_resample`); otherwise by
+    ``grid_sample``, where ``chunk_slices`` bounds peak memory by processing that many D-slices at a time.
     """
+    weights = _axis_interpolation_matrices(phi_grid, target_grid, dtype=phi.dtype, device=phi.device)
+    if weights is not None:
+        return _separable_resample(phi, weights)
+
     def on(grid: Grid) -> torch.Tensor:
         coordinates = sampling_grid(grid, phi_grid, device=phi.device, dtype=phi.dtype).expand(phi.shape[0], -1, -1, -1, -1)
         return F.grid_sample(phi, coordinates, mode="bilinear", padding_mode="border", align_corners=True)
@@ -75,6 +82,46 @@ def resample_map(phi: torch.Tensor, phi_grid: Grid, target_grid: Grid, chunk_sli
         stop = min(start + chunk_slices, target_grid.shape[0])
         pieces.append(on(slab_grid(target_grid, start, stop)))
     return torch.cat(pieces, dim=2)
+
+
+def _axis_interpolation_matrices(source: Grid, target: Grid, dtype: torch.dtype, device) -> list | None:
+    """For source array axis a (z, y, x): (target array axis, ``n_target x n_source`` linear weights), or None.
+
+    None when some target index axis moves along more than one source axis (an oblique pair of grids).
+    Border padding: the source coordinate is clamped to [0, n - 1] before interpolating, as in ``grid_sample``.
+    """
+    index_map = np.linalg.inv(source.index_to_physical_matrix()) @ target.index_to_physical_matrix()
+    linear = index_map[:3, :3]  # rows: source (i_x, i_y, i_z); columns: target (i_x, i_y, i_z)
+    scale = np.abs(linear).max()
+    partners = [np.flatnonzero(np.abs(row) > 1e-9 * scale) for row in linear]
+    if any(len(p) != 1 for p in partners) or len({int(p[0]) for p in partners}) != 3:
+        return None
+    source_sizes, target_sizes = source.size_xyz, target.size_xyz
+    matrices = []
+    for k in (2, 1, 0):  # source array order z, y, x
+        j = int(partners[k][0])
+        n_source = source_sizes[k]
+        position = linear[k, j] * np.arange(target_sizes[j], dtype=np.float64) + index_map[k, 3]
+        position = np.clip(position, 0.0, n_source - 1)
+        lower = np.minimum(np.floor(position), max(n_source - 2, 0)).astype(np.int64)
+        fraction = position - lower
+        weights = np.zeros((target_sizes[j], n_source), dtype=np.float64)
+        rows = np.arange(target_sizes[j])
+        weights[rows, lower] = 1.0 - fraction
+        if n_source > 1:
+            weights[rows, lower + 1] += fraction
+        matrices.append((2 - j, torch.as_tensor(weights, dtype=dtype, device=device)))
+    return matrices
+
+
+def _separable_resample(phi: torch.Tensor, matrices: list) -> torch.Tensor:
+    """``B x C x d x h x w`` -> ``B x C x D x H x W`` by the three 1-D interpolation matrices of
+    :func:`_axis_interpolation_matrices` (one contraction per source axis, in one einsum)."""
+    target_letters = "pqr"  # target array axes D, H, W
+    source_letters = "abc"  # source array axes d, h, w
+    operands = [f"{target_letters[t]}{source_letters[a]}" for a, (t, _) in enumerate(matrices)]
+    spec = f"nm{source_letters}," + ",".join(operands) + f"->nm{target_letters}"
+    return torch.einsum(spec, phi, *[w for _, w in matrices])
 
 
 def upsample_map(phi: torch.Tensor, target_grid: Grid) -> torch.Tensor:

@@ -79,3 +79,39 @@ def test_upsampling_from_the_coarser_grid_equals_physical_resampling():
     rng = torch.Generator().manual_seed(0)
     phi = physical_points(coarse, dtype=torch.float64) + torch.randn((1, 3, *coarse.shape), generator=rng, dtype=torch.float64)
     assert torch.allclose(upsample_map(phi, fine), resample_map(phi, coarse, fine), atol=1e-9)
+
+
+def _grid_sample_reference(phi, phi_grid, target_grid):
+    import torch.nn.functional as F
+
+    from avsm.geometry import sampling_grid
+
+    coordinates = sampling_grid(target_grid, phi_grid, dtype=phi.dtype).expand(phi.shape[0], -1, -1, -1, -1)
+    return F.grid_sample(phi, coordinates, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+def test_separable_map_resampling_equals_grid_sample_for_flipped_and_permuted_axes():
+    import avsm.maps as maps
+
+    generator = torch.Generator().manual_seed(5)
+    source = Grid(shape=(7, 9, 8), spacing=(3.0, 2.5, 3.5), origin=(-10.0, -12.0, -9.0), direction=tuple(np.eye(3).ravel()))
+    phi = torch.randn((2, 3, 7, 9, 8), generator=generator, dtype=torch.float64)
+    flipped = (1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)  # a NIfTI stored RAS, read as LPS
+    permuted = (0.0, 0.0, 1.0, -1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # index x runs along -y, y along z, z along x
+    for direction, origin in ((tuple(np.eye(3).ravel()), (-14.0, -15.0, -12.0)),  # reaches past the source: border
+                              (flipped, (-8.0, 10.0, -7.0)), (permuted, (-5.0, 6.0, -4.0))):
+        target = Grid(shape=(13, 11, 12), spacing=(1.1, 1.7, 0.9), origin=origin, direction=direction)
+        assert maps._axis_interpolation_matrices(source, target, torch.float64, "cpu") is not None
+        got = resample_map(phi, source, target)
+        assert got.shape == (2, 3, 13, 11, 12)
+        assert torch.allclose(got, _grid_sample_reference(phi, source, target), atol=1e-12)
+    oblique = Grid(shape=(13, 11, 12), spacing=(1.1, 1.7, 0.9), origin=(-5.0, -6.0, -4.0), direction=oblique_direction(25.0))
+    assert maps._axis_interpolation_matrices(source, oblique, torch.float64, "cpu") is None  # grid_sample path
+    assert torch.allclose(resample_map(phi, source, oblique), _grid_sample_reference(phi, source, oblique), atol=1e-12)
+    single = Grid(shape=(1, 9, 8), spacing=(3.0, 2.5, 3.5), origin=(-10.0, -12.0, -9.0), direction=tuple(np.eye(3).ravel()))
+    thin = resample_map(phi[:, :, :1], single, Grid(shape=(3, 5, 4), spacing=(1.0, 1.0, 1.0), origin=(-9.0, -11.0, -8.0),
+                                                     direction=tuple(np.eye(3).ravel())))
+    assert thin.shape == (2, 3, 3, 5, 4) and torch.allclose(thin[:, :, 0], thin[:, :, 2])  # one source slice: constant in z
+    shifted = Grid(shape=(13, 11, 12), spacing=(1.1, 1.7, 0.9), origin=(-13.0, -15.0, -12.0), direction=tuple(np.eye(3).ravel()))
+    unshifted = Grid(shape=(13, 11, 12), spacing=(1.1, 1.7, 0.9), origin=(-14.0, -15.0, -12.0), direction=tuple(np.eye(3).ravel()))
+    assert not torch.allclose(resample_map(phi, source, shifted), _grid_sample_reference(phi, source, unshifted), atol=1e-3)
