@@ -10,10 +10,13 @@ process (`python benchmarks/speed_scaling.py --one ...`) so its peak RSS is its 
   "network" is the networks' own time (affine + deformable, inference mode), no I/O or pre-processing;
 * peak memory: ``ru_maxrss`` of that process (CPU), ``torch.cuda.max_memory_allocated`` on a GPU.
 
-Size ``native`` runs the source pair at its own 1 mm grid (malf2012: 162 x 201 x 158 voxels).
+Size ``native`` runs the source pair at its own 1 mm grid (malf2012 1010: 157 x 192 x 163 voxels).
+
+``--repeat N`` runs every measurement N times (each in its own fresh process) and reports the run with the
+median end-to-end time, with the spread of the N times.
 
 Usage: ``python benchmarks/speed_scaling.py [--sizes 96,128,192,256,native] [--methods affine,vsvf-opt,avsm,voxelmorph]
-[--peers syn,elastix] [--peer-size 192] [--threads 2] [--out results.md]``. Prints a markdown table.
+[--peers syn,elastix] [--peer-size 192] [--threads 2] [--repeat 1] [--out results.md]``. Prints a markdown table.
 """
 from __future__ import annotations
 
@@ -106,6 +109,15 @@ def run_isolated(method: str, fixed: Path, moving: Path, threads: int, workdir: 
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def median_run(results: list[dict]) -> dict:
+    """The run with the median end-to-end time, with ``spread`` = (fastest, slowest) of all runs; or the first error."""
+    failed = [r for r in results if "error" in r]
+    if failed:
+        return failed[0]
+    ordered = sorted(results, key=lambda r: r["seconds"])
+    return {**ordered[len(ordered) // 2], "spread": (ordered[0]["seconds"], ordered[-1]["seconds"])}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="96,128,192,256", help="cube sizes N, and/or 'native'")
@@ -113,6 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--peers", default="syn,elastix", help="peers run once, at --peer-size ('' for none)")
     ap.add_argument("--peer-size", default="192", help="size N (or 'native') at which the peers run")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1, help="fresh-process runs per measurement; the median is reported")
     ap.add_argument("--out", default=None)
     ap.add_argument("--one", nargs=3, metavar=("METHOD", "FIXED", "MOVING"), help=argparse.SUPPRESS)
     ap.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
@@ -140,10 +153,11 @@ def main(argv=None) -> int:
             header.ReadImageInformation()
             voxels = int(np.prod(header.GetSize()))
             for method in methods:
-                result = run_isolated(method, fixed, moving, args.threads, work)
+                result = median_run([run_isolated(method, fixed, moving, args.threads, work) for _ in range(args.repeat)])
                 rows.append({"size": size, "voxels": voxels, "method": method, **result})
                 print(f"{size}^3 {method}: {result}", file=sys.stderr, flush=True)
-    lines = [f"Pair: {label}, resampled to N^3; {rows[0].get('device', '') if rows else ''}", "",
+    repeats = f"; median of {args.repeat} fresh-process runs (fastest-slowest)" if args.repeat > 1 else ""
+    lines = [f"Pair: {label}, resampled to N^3; {rows[0].get('device', '') if rows else ''}{repeats}", "",
              "| N^3 | voxels | method | end to end (s) | pre-process (s) | affine (s) | vSVF (s) | network (s) | outputs (s) "
              "| peak RSS (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -153,7 +167,8 @@ def main(argv=None) -> int:
         st = r["stages"]
         cell = lambda k: f"{st[k]:.1f}" if k in st else "-"  # noqa: E731
         network = f"{st['network']:.2f}" if "network" in st else "-"
-        lines.append(f"| {r['size']} | {r['voxels']:,} | {r['method']} | {r['seconds']:.1f} | {cell('read_and_preprocess')} | "
+        spread = f" ({r['spread'][0]:.1f}-{r['spread'][1]:.1f})" if args.repeat > 1 else ""
+        lines.append(f"| {r['size']} | {r['voxels']:,} | {r['method']} | {r['seconds']:.1f}{spread} | {cell('read_and_preprocess')} | "
                      f"{cell('affine')} | {cell('vsvf')} | {network} | {cell('outputs')} | {r['peak_rss_mb']:.0f} |")
     table = "\n".join(lines)
     print(table)
