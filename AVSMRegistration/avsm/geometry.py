@@ -129,7 +129,7 @@ def physical_points(grid: Grid, device: torch.device | str = "cpu", dtype: torch
     m = grid.index_to_physical_matrix()
     if then is not None:
         m = np.asarray(then, dtype=np.float64) @ m
-    return _affine_of_index(m[:3], grid.shape, (1, 3, *grid.shape), lambda out, c: out[0, c], device, dtype)
+    return _affine_of_index(m[:3], grid.shape, device, dtype)
 
 
 def sampling_grid(target: Grid, source: Grid, device: torch.device | str = "cpu",
@@ -137,25 +137,26 @@ def sampling_grid(target: Grid, source: Grid, device: torch.device | str = "cpu"
     """``1 x D x H x W x 3`` ``grid_sample`` coordinates (align_corners) on ``source`` of ``target``'s voxel centres.
 
     The same as ``physical_to_normalised(physical_points(target), source)``, made from one 3x4 matrix
-    (target index -> physical -> source normalised) by broadcasting, without a per-voxel matrix product.
+    (target index -> physical -> source normalised) by broadcasting, without a per-voxel matrix product;
+    like :func:`physical_to_normalised`, a channels-last view of a channels-first tensor.
     """
     theta = physical_to_normalised_matrix(source) @ target.index_to_physical_matrix()
-    return _affine_of_index(theta[:3], target.shape, (1, *target.shape, 3), lambda out, c: out[0, ..., c], device, dtype)
+    return _affine_of_index(theta[:3], target.shape, device, dtype).permute(0, 2, 3, 4, 1)
 
 
-def _affine_of_index(rows: np.ndarray, shape: tuple[int, int, int], out_shape: tuple, channel, device, dtype) -> torch.Tensor:
-    """Fill ``channel(out, c)`` (a D x H x W view) with ``rows[c] @ (i_x, i_y, i_z, 1)`` for c = 0, 1, 2.
+def _affine_of_index(rows: np.ndarray, shape: tuple[int, int, int], device, dtype) -> torch.Tensor:
+    """``1 x 3 x D x H x W`` tensor whose channel c holds ``rows[c] @ (i_x, i_y, i_z, 1)`` at each voxel.
 
     The three per-axis ramps are scaled in float64 and cast; only their broadcast sum is in ``dtype``.
     """
     d, h, w = shape
     ramps = [torch.arange(n, dtype=torch.float64, device=device) for n in (w, h, d)]  # i_x, i_y, i_z
-    out = torch.empty(out_shape, dtype=dtype, device=device)
+    out = torch.empty((1, 3, d, h, w), dtype=dtype, device=device)
     for c in range(3):
         along_x = (rows[c, 0] * ramps[0] + rows[c, 3]).to(dtype).view(1, 1, w)
         along_y = (rows[c, 1] * ramps[1]).to(dtype).view(1, h, 1)
         along_z = (rows[c, 2] * ramps[2]).to(dtype).view(d, 1, 1)
-        torch.add(along_x + along_y, along_z, out=channel(out, c))
+        torch.add(along_x + along_y, along_z, out=out[0, c])
     return out
 
 
