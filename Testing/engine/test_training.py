@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -74,12 +75,12 @@ dice_weight = {dice}
 
 
 def tiny_config(tmp_path: Path, name: str = "run", method: str = "avsm", affine_epochs: int = 1,
-                deformable_epochs: int = 0, multi_epochs: int = 1, extra: str = "") -> Path:
+                deformable_epochs: int = 0, multi_epochs: int = 1, extra: str = "", dice: Optional[float] = None) -> Path:
     if not (tmp_path / "data").exists():
         write_dataset(tmp_path / "data")
     text = TINY.format(run=tmp_path / name, root=tmp_path / "data", method=method, affine_epochs=affine_epochs,
                        deformable_epochs=deformable_epochs, multi_epochs=multi_epochs,
-                       dice=0.5 if method == "voxelmorph" else 0.0)
+                       dice=dice if dice is not None else 0.5 if method == "voxelmorph" else 0.0)
     path = tmp_path / f"{name}.toml"
     path.write_text(text + extra)
     return path
@@ -208,6 +209,20 @@ def test_voxelmorph_with_dice_loss_trains_and_registers(tmp_path):
                       fixed_labels=data / "labels" / "s1.nii.gz", device="cpu")
     assert result.report["model_sha256"] == (model.parent / "model.pt.sha256").read_text().split()[0]
     assert result.report["dice_mean"] > 0.2
+
+
+def test_avsm_with_dice_loss_logs_it_in_every_stage(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    path = tiny_config(tmp_path, affine_epochs=1, multi_epochs=1, dice=0.5)
+    train(path)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    dice = events.Scalars("train/dice_loss")
+    stages = {e.step: e.value for e in events.Scalars("train/stage")}
+    # steps 1-2: affine (stage 0), steps 3-4: multi-step vSVF (stage 3); real pairs and synthetic ones are labelled
+    assert sorted(stages[e.step] for e in dice) == [0, 0, 3, 3]
+    assert all(0.0 < e.value < 1.0 for e in dice)
 
 
 def test_two_rank_gloo_run_through_torchrun(tmp_path):

@@ -64,7 +64,7 @@ class TrainSettings:
     vsvf_sym_weight: float = doc(500.0, "weight of mean((phi_st o phi_ts - id) / extent)^2 (authors' code: 500)")
     voxelmorph_loss: str = doc("ncc", "VoxelMorph similarity: 'ncc' (window 9) or 'mse'")
     voxelmorph_regularisation: float = doc(1.0, "diffusion weight (VoxelMorph: 1 for NCC, 0.01 for MSE)")
-    dice_weight: float = doc(0.0, "VoxelMorph: weight of the soft Dice loss on training labels (0: off)")
+    dice_weight: float = doc(0.0, "weight of the soft Dice loss on training labels, in every stage (the affine map in the affine stages, the full map after); pairs without labels skip it (0: off)")
     dice_labels_per_step: int = doc(16, "labels drawn per step for the Dice loss (bounds memory)")
     checkpoint_every: int = doc(50, "write a resumable checkpoint every N steps")
     keep_checkpoints: int = doc(3, "how many recent checkpoints to keep")
@@ -179,6 +179,8 @@ def validate(config: TrainConfig) -> None:
                  "validation_pairs"):
         if getattr(train, name) < 0:
             raise AVSMError(f"config field train.{name} must be >= 0 (got {getattr(train, name)})")
+    if train.dice_weight < 0:
+        raise AVSMError(f"config field train.dice_weight must be >= 0 (got {train.dice_weight})")
     if net.method == "voxelmorph" and train.deformable_multi_epochs:
         raise AVSMError("config field train.deformable_multi_epochs must be 0 for voxelmorph (no multi-step variant)")
     if train.voxelmorph_loss not in ("ncc", "mse"):

@@ -2,7 +2,9 @@
 
 Stages: ``affine`` (1 step), ``affine_multi`` (T steps, symmetric), ``deformable`` (vSVF 1 step or
 VoxelMorph; affine network frozen), ``deformable_multi`` (vSVF S steps, symmetric). In a symmetric stage
-the batch is doubled to [(moving -> fixed), (fixed -> moving)].
+the batch is doubled to [(moving -> fixed), (fixed -> moving)]. With ``dice_weight`` > 0 and labelled pairs,
+a soft Dice loss on one-hot training labels pulled through the stage's map (the affine map in the affine
+stages, the full map after) is added, for AVSM as for VoxelMorph (the latter as in VoxelMorph's paper).
 
 Units: maps are physical (mm); translations and map differences are divided by the grid's mean extent so
 that the weights mean what they mean in the paper's [0, 1] (vSVF) or [-1, 1] (affine) coordinates up to a
@@ -20,7 +22,7 @@ from ..geometry import Grid, physical_points
 from ..losses import MultiKernelLNCC, local_ncc_loss, mse_loss, ncc_loss
 from ..maps import compose, sample
 from ..networks import RegistrationNetwork
-from ..networks.affine_net import grid_centre_and_extent
+from ..networks.affine_net import batched_affine_map, grid_centre_and_extent
 from .config import TrainSettings
 
 STAGES = ("affine", "affine_multi", "deformable", "deformable_multi")
@@ -76,6 +78,11 @@ class Objective(nn.Module):
                        + ((((a_st @ b_ts[..., None])[..., 0] + b_st) / self.extent) ** 2).sum(dim=1)).mean()
                 loss = loss + s.affine_sym_weight * sym
                 stats["symmetry"] = sym.item()
+            if s.dice_weight > 0 and fixed_onehot is not None:
+                phi = batched_affine_map(affine.matrix, affine.translation, grid)
+                dice = soft_dice_loss(sample(moving_onehot, grid, phi), fixed_onehot)
+                loss = loss + s.dice_weight * dice
+                stats["dice_loss"] = dice.item()
             stats["loss"] = loss.item()
             return loss, stats
         with torch.no_grad():

@@ -240,7 +240,7 @@ class Trainer:
         batch = {"fixed": torch.cat([p["fixed"] for p in pairs]).to(self.device),
                  "moving": torch.cat([p["moving"] for p in pairs]).to(self.device)}
         t = self.config.train
-        if t.dice_weight > 0 and self.config.network.method == "voxelmorph" and all(
+        if t.dice_weight > 0 and all(
                 p["fixed_labels"] is not None and p["moving_labels"] is not None for p in pairs):
             fixed_onehot, moving_onehot = [], []
             for p in pairs:
