@@ -1,7 +1,7 @@
 """Similarity losses: closed-form values, invariances and gradients."""
 import torch
 
-from avsm.losses import MultiKernelLNCC, box_sum, diffusion_regulariser, local_ncc_loss, mse_loss, ncc_loss
+from avsm.losses import LNCCScale, MultiKernelLNCC, box_sum, diffusion_regulariser, local_ncc_loss, mse_loss, ncc_loss
 
 
 def _image(seed=0, shape=(1, 1, 20, 22, 18)):
@@ -34,10 +34,24 @@ def test_mk_lncc_picks_the_reference_kernel_set_by_size():
     assert len(lncc.scales_for((40, 50, 60))) == 1
 
 
+def test_lncc_gives_the_same_value_and_gradient_with_a_constant_or_a_differentiable_fixed_image():
+    for scales in (None, ((LNCCScale(1 / 4, 0.4, 1), LNCCScale(1 / 2, 0.6, 1)))):
+        fixed = _image(seed=4)
+        warped = _image(seed=5).requires_grad_(True)
+        loss = MultiKernelLNCC(scales)(warped, fixed)  # fixed without grad: its box sums skip autograd
+        (grad,) = torch.autograd.grad(loss, warped)
+        fixed_grad = fixed.clone().requires_grad_(True)
+        loss_both = MultiKernelLNCC(scales)(warped, fixed_grad)
+        grad_both, grad_fixed = torch.autograd.grad(loss_both, (warped, fixed_grad))
+        assert torch.allclose(loss, loss_both, rtol=1e-12) and torch.allclose(grad, grad_both, rtol=1e-10, atol=1e-14)
+        assert grad_fixed.abs().sum() > 0
+
+
 def test_lncc_and_ncc_pass_gradcheck():
     fixed = _image(shape=(1, 1, 8, 9, 8))
     warped = _image(seed=2, shape=(1, 1, 8, 9, 8)).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda w: MultiKernelLNCC()(w, fixed), (warped,))
+    assert torch.autograd.gradcheck(lambda f: MultiKernelLNCC()(warped.detach(), f), (fixed.clone().requires_grad_(True),))
     assert torch.autograd.gradcheck(lambda w: ncc_loss(w, fixed), (warped,))
 
 
