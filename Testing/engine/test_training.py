@@ -285,3 +285,22 @@ def test_init_weights_start_a_new_run_and_a_different_network_is_refused(tmp_pat
     with pytest.raises(AVSMError, match="different \\[network\\] section"):
         Trainer(load_config(other))
     assert not (tmp_path / "other").exists()  # refused before anything is written
+    wider = tiny_config(tmp_path, "wider")
+    wider.write_text(f'init_weights = "{model}"\n' + wider.read_text().replace("momentum_widths = [2, 4, 4, 4, 4]",
+                                                                                  "momentum_widths = [2, 4, 4, 4, 8]"))
+    with pytest.raises(AVSMError, match="weights do not fit \\(fields that differ: momentum_widths\\)"):
+        Trainer(load_config(wider))
+    assert not (tmp_path / "wider").exists()
+
+
+def test_init_weights_may_change_the_fields_without_weights(tmp_path):
+    from avsm.training.trainer import Trainer
+
+    model = train(tiny_config(tmp_path, "first"))
+    sharper = tiny_config(tmp_path, "sharper")
+    sharper.write_text(f'init_weights = "{model}"\n' + sharper.read_text().replace(
+        "time_steps = 4", "time_steps = 6\nsigma_fractions = [0.03, 0.06, 0.09, 0.12, 0.15]"))
+    trainer = Trainer(load_config(sharper))
+    assert trainer.network.config.sigma_fractions == (0.03, 0.06, 0.09, 0.12, 0.15) and trainer.network.config.time_steps == 6
+    expected = _weights(model)
+    assert all(torch.equal(value, expected[key]) for key, value in trainer.network.state_dict().items())

@@ -78,7 +78,8 @@ class TrainConfig:
     run_dir: str = doc("runs/avsm", "output folder: checkpoints/, tensorboard/, cache/, model.pt")
     seed: int = doc(0, "seed of weights and of every pair drawn (training is a function of it)")
     init_weights: str = doc("", "checkpoint (model or training) whose network weights start a new run: fine-tuning, "
-                                "e.g. at a finer working spacing; its [network] section must match (empty: random)")
+                                "e.g. at a finer working spacing or with other multi-Gaussian sigmas; its weights "
+                                "must fit the [network] section (same method, widths and layers) (empty: random)")
     data: DataConfig = field(default_factory=DataConfig, metadata={"doc": "training data"})
     network: NetworkConfig = field(default_factory=NetworkConfig, metadata={"doc": "architecture"})
     train: TrainSettings = field(default_factory=TrainSettings, metadata={"doc": "curriculum and optimisation"})

@@ -123,14 +123,23 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def initial_weights(path: Path, network: NetworkConfig) -> dict:
-    """The state dict of a model or training checkpoint (sha256 sidecar checked when present) for fine-tuning."""
+    """The state dict of a model or training checkpoint (sha256 sidecar checked when present) for fine-tuning.
+
+    The weights must fit the config's network (same method, same parameter names and shapes); fields without
+    weights may differ, e.g. the multi-Gaussian sigmas, RK4 steps or test-time step counts to fine-tune for.
+    """
     from ..models import checkpoint_file, load_checkpoint
 
     state = load_checkpoint(checkpoint_file(path, network.method))
     if not isinstance(state, dict) or "config" not in state or "state_dict" not in state:
         raise AVSMError(f"init_weights {path} is not an avsm checkpoint (no config / state_dict)")
-    if NetworkConfig.from_dict(state["config"]) != network:
-        raise AVSMError(f"init_weights {path} holds a network with a different [network] section than the config")
+    source = NetworkConfig.from_dict(state["config"])
+    expected = {k: tuple(v.shape) for k, v in build_network(network).state_dict().items()}
+    held = {k: tuple(v.shape) for k, v in state["state_dict"].items()}
+    if source.method != network.method or held != expected:
+        changed = sorted(k for k in source.to_dict() if source.to_dict()[k] != network.to_dict()[k])
+        raise AVSMError(f"init_weights {path} holds a network with a different [network] section than the config: "
+                        f"its weights do not fit (fields that differ: {', '.join(changed) or 'none'})")
     return state["state_dict"]
 
 
