@@ -35,14 +35,11 @@ def box_sum(x: torch.Tensor, size: int, dilation: int = 1, stride: int = 1) -> t
 def _lncc_squared(warped: torch.Tensor, fixed: torch.Tensor, size: int, dilation: int, stride: int,
                   eps: float) -> torch.Tensor:
     n = float(size**3)
-    if fixed.requires_grad:
-        sums = box_sum(torch.cat([fixed, fixed * fixed, warped, warped * warped, fixed * warped], dim=1),
-                       size, dilation, stride)
-    else:  # the fixed image's sums are constants: keep them out of the backward pass (3 channels, not 5)
-        with torch.no_grad():
-            fixed_sums = box_sum(torch.cat([fixed, fixed * fixed], dim=1), size, dilation, stride)
-        sums = torch.cat([fixed_sums, box_sum(torch.cat([warped, warped * warped, fixed * warped], dim=1),
-                                              size, dilation, stride)], dim=1)
+    # a fixed image without gradient has constant sums: keep them out of the backward pass (3 channels, not 5)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and fixed.requires_grad):
+        fixed_sums = box_sum(torch.cat([fixed, fixed * fixed], dim=1), size, dilation, stride)
+    sums = torch.cat([fixed_sums, box_sum(torch.cat([warped, warped * warped, fixed * warped], dim=1),
+                                          size, dilation, stride)], dim=1)
     s_i, s_ii, s_j, s_jj, s_ij = sums.unbind(dim=1)
     cross = s_ij - s_i * s_j / n
     var_i = s_ii - s_i * s_i / n

@@ -80,9 +80,7 @@ class Objective(nn.Module):
                 stats["symmetry"] = sym.item()
             if s.dice_weight > 0 and fixed_onehot is not None:
                 phi = batched_affine_map(affine.matrix, affine.translation, grid)
-                dice = soft_dice_loss(sample(moving_onehot, grid, phi), fixed_onehot)
-                loss = loss + s.dice_weight * dice
-                stats["dice_loss"] = dice.item()
+                loss = loss + self._dice_term(phi, fixed_onehot, moving_onehot, stats)
             stats["loss"] = loss.item()
             return loss, stats
         with torch.no_grad():
@@ -104,8 +102,13 @@ class Objective(nn.Module):
             loss = loss + s.vsvf_sym_weight * sym
             stats["symmetry"] = sym.item()
         if s.dice_weight > 0 and fixed_onehot is not None:
-            dice = soft_dice_loss(sample(moving_onehot, grid, out.phi), fixed_onehot)
-            loss = loss + s.dice_weight * dice
-            stats["dice_loss"] = dice.item()
+            loss = loss + self._dice_term(out.phi, fixed_onehot, moving_onehot, stats)
         stats["loss"] = loss.item()
         return loss, stats
+
+    def _dice_term(self, phi: torch.Tensor, fixed_onehot: torch.Tensor, moving_onehot: torch.Tensor,
+                   stats: dict) -> torch.Tensor:
+        """dice_weight x soft Dice of the moving one-hot labels pulled through ``phi``; logged in ``stats``."""
+        dice = soft_dice_loss(sample(moving_onehot, self.grid, phi), fixed_onehot)
+        stats["dice_loss"] = dice.item()
+        return self.settings.dice_weight * dice

@@ -137,7 +137,8 @@ def initial_weights(path: Path, network: NetworkConfig) -> dict:
     expected = {k: tuple(v.shape) for k, v in build_network(network).state_dict().items()}
     held = {k: tuple(v.shape) for k, v in state["state_dict"].items()}
     if source.method != network.method or held != expected:
-        changed = sorted(k for k in source.to_dict() if source.to_dict()[k] != network.to_dict()[k])
+        held_fields, wanted_fields = source.to_dict(), network.to_dict()
+        changed = sorted(k for k in held_fields if held_fields[k] != wanted_fields[k])
         raise AVSMError(f"init_weights {path} holds a network with a different [network] section than the config: "
                         f"its weights do not fit (fields that differ: {', '.join(changed) or 'none'})")
     return state["state_dict"]
