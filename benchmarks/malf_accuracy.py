@@ -40,7 +40,12 @@ Usage::
         --vsvf-lncc 0.0625:0.3:1,0.125:0.7:1
 
 ``--out`` ending in .md gets the markdown table, any other suffix (.csv) the summary as CSV; the per-pair
-rows always go next to it as ``<out stem>_pairs.csv``.
+rows always go next to it as ``<out stem>_pairs.csv``, one row appended as soon as each (pair, method) is
+done, so a long run that is stopped keeps what it measured. ``--resume`` reads that file back and runs only
+the (pair, method) rows it lacks (rows that failed are run again)::
+
+    python benchmarks/malf_accuracy.py --pairs 90 --methods affine-net,syn --threads 1 --shard 0/2 \
+        --out shard0.csv --resume
 """
 from __future__ import annotations
 
@@ -358,9 +363,13 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="threads for every method (default 2)")
     ap.add_argument("--shard", default=None, help="K/N: run only pairs k with k %% N == K (parallel processes)")
     ap.add_argument("--merge", default=None, help="comma list of per-pair CSVs to summarise instead of running")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows already in <out stem>_pairs.csv and run only the missing or failed ones")
     args = ap.parse_args(argv)
     if args.merge:
         return merge(args)
+    if args.resume and not args.out:
+        ap.error("--resume needs --out (its per-pair rows are read back from <out stem>_pairs.csv)")
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
@@ -381,9 +390,21 @@ def main(argv=None) -> int:
     if "vsvf-tuned" in methods:
         print(f"vsvf-tuned settings: {tuned_vsvf_settings()}", flush=True)
 
+    rows_path = pair_rows_path(args.out) if args.out else None
+    done: dict[tuple[str, str, str], dict] = {}
+    if args.resume and rows_path.exists():
+        done = {(r["method"], r["fixed"], r["moving"]): r for r in read_pair_rows(rows_path) if not r["error"]}
+        print(f"resuming: {len(done)} rows kept from {rows_path}", flush=True)
+    if rows_path is not None:
+        rows_path.parent.mkdir(parents=True, exist_ok=True)
+        write_pair_rows(rows_path, list(done.values()))  # failed rows are dropped and run again
+
     rows: list[dict] = []
     for fixed, moving in pairs:
         for method in methods:
+            if (method, fixed, moving) in done:
+                rows.append(done[(method, fixed, moving)])
+                continue
             with tempfile.TemporaryDirectory(prefix="malf_bench_") as tmp:
                 workdir = os.path.join(args.keep, f"{fixed}_{moving}") if args.keep else tmp
                 os.makedirs(workdir, exist_ok=True)
@@ -393,6 +414,8 @@ def main(argv=None) -> int:
                 except Exception as exc:  # keep going: one failing peer must not lose the other numbers
                     row["error"] = f"{type(exc).__name__}: {exc}"
             rows.append(row)
+            if rows_path is not None:
+                write_pair_rows(rows_path, [row], append=True)
             if row["error"]:
                 print(f"{fixed}<-{moving} {method:9s} FAILED {row['error']}", flush=True)
             else:
@@ -403,16 +426,44 @@ def main(argv=None) -> int:
     return 1 if any(r["error"] for r in rows) else 0
 
 
+PAIR_ROW_KEYS = ["method", "fixed", "moving", "dice", "fold_fraction", "detj_min", "detj_max", "seconds",
+                 "engine_total_s", "network_s", "error"]
+PAIR_ROW_FLOATS = ("dice", "fold_fraction", "detj_min", "detj_max", "seconds", "engine_total_s", "network_s")
+
+
+def pair_rows_path(out: str) -> Path:
+    """Where the per-pair rows of ``--out`` go: ``<out stem>_pairs.csv`` beside it."""
+    out_path = Path(out)
+    return out_path.with_name(out_path.stem + "_pairs.csv")
+
+
+def read_pair_rows(path) -> list[dict]:
+    """Per-pair rows of a ``_pairs.csv`` file, numbers as floats (None where empty), error None when empty."""
+    rows = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            for key in PAIR_ROW_FLOATS:
+                row[key] = float(row[key]) if row.get(key) not in (None, "") else None
+            row["error"] = row.get("error") or None
+            rows.append(row)
+    return rows
+
+
+def write_pair_rows(path: Path, rows: list[dict], append: bool = False) -> None:
+    """Write (or append, header only when the file is new) per-pair rows, flushed at once."""
+    new_file = not append or not path.exists()
+    with open(path, "w" if not append else "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=PAIR_ROW_KEYS, extrasaction="ignore")
+        if new_file:
+            w.writeheader()
+        w.writerows(rows)
+
+
 def merge(args) -> int:
     """Summarise per-pair CSVs of several shards (same methods) into one table."""
     rows = []
     for name in args.merge.split(","):
-        with open(name, newline="") as fh:
-            for row in csv.DictReader(fh):
-                for key in ("dice", "fold_fraction", "detj_min", "detj_max", "seconds", "engine_total_s", "network_s"):
-                    row[key] = float(row[key]) if row.get(key) not in (None, "") else None
-                row["error"] = row.get("error") or None
-                rows.append(row)
+        rows.extend(read_pair_rows(name))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     pairs = list(dict.fromkeys((r["fixed"], r["moving"]) for r in rows))
     write_outputs(rows, methods, pairs, args)
@@ -439,12 +490,7 @@ def write_outputs(rows: list[dict], methods: list[str], pairs: list, args) -> No
                 w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
                 w.writeheader()
                 w.writerows(summary)
-        with open(out.with_name(out.stem + "_pairs.csv"), "w", newline="") as fh:
-            keys = ["method", "fixed", "moving", "dice", "fold_fraction", "detj_min", "detj_max", "seconds",
-                    "engine_total_s", "network_s", "error"]
-            w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
+        write_pair_rows(pair_rows_path(args.out), rows)
         print(f"written {out}")
 
 
