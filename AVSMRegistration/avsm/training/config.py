@@ -11,9 +11,10 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..errors import AVSMError
+from ..losses import LNCCScale
 from ..networks.models import NetworkConfig, doc
 
 # The malf2012 evaluation subjects: never used for training, validation or tuning (issue 3).
@@ -57,6 +58,11 @@ class TrainSettings:
     train_affine_steps: int = doc(3, "affine steps in curriculum 2 and inside the deformable stages")
     train_vsvf_steps: int = doc(2, "vSVF steps in curriculum 4")
     ncc_epochs: int = doc(1, "affine epochs that use global NCC before mk-LNCC takes over")
+    lncc_window_ratios: tuple[float, ...] = doc((), "mk-LNCC window sizes as fractions of the grid's smallest dimension, "
+                                                    "e.g. [0.0625, 0.125] (empty: the reference set for the grid size, "
+                                                    "one window of 1/2 below 64 voxels)")
+    lncc_weights: tuple[float, ...] = doc((), "mk-LNCC weight of each window (as many as lncc_window_ratios)")
+    lncc_dilations: tuple[int, ...] = doc((), "mk-LNCC dilation of each window (as many as lncc_window_ratios)")
     affine_reg_c: float = doc(10.0, "C_ar of lambda_ar(n) = C K / (K + exp(n / K)) on ||A - I||^2 + ||b / extent||^2")
     affine_reg_k: float = doc(4.0, "K_ar of the affine regulariser schedule")
     affine_sym_weight: float = doc(10.0, "lambda_as of the affine symmetric loss (paper: 10)")
@@ -71,6 +77,13 @@ class TrainSettings:
     validation_pairs: int = doc(4, "validation pairs evaluated at the end of every epoch")
     threads: int = doc(1, "torch CPU threads per rank")
     device: str = doc("auto", "'auto', 'cpu' or 'cuda'")
+
+    def lncc_scales(self) -> Optional[tuple[LNCCScale, ...]]:
+        """The mk-LNCC windows of the lncc_* fields, or None for the reference set chosen by grid size."""
+        if not self.lncc_window_ratios:
+            return None
+        return tuple(LNCCScale(r, w, d) for r, w, d in zip(self.lncc_window_ratios, self.lncc_weights,
+                                                           self.lncc_dilations))
 
 
 @dataclass
@@ -182,12 +195,26 @@ def validate(config: TrainConfig) -> None:
             raise AVSMError(f"config field train.{name} must be >= 0 (got {getattr(train, name)})")
     if train.dice_weight < 0:
         raise AVSMError(f"config field train.dice_weight must be >= 0 (got {train.dice_weight})")
+    _validate_lncc(train)
     if net.method == "voxelmorph" and train.deformable_multi_epochs:
         raise AVSMError("config field train.deformable_multi_epochs must be 0 for voxelmorph (no multi-step variant)")
     if train.voxelmorph_loss not in ("ncc", "mse"):
         raise AVSMError(f"config field train.voxelmorph_loss must be 'ncc' or 'mse' (got '{train.voxelmorph_loss}')")
     if train.device not in ("auto", "cpu", "cuda"):
         raise AVSMError(f"config field train.device must be auto, cpu or cuda (got '{train.device}')")
+
+
+def _validate_lncc(train: TrainSettings) -> None:
+    counts = {name: len(getattr(train, name)) for name in ("lncc_window_ratios", "lncc_weights", "lncc_dilations")}
+    if len(set(counts.values())) != 1:
+        raise AVSMError("config fields train.lncc_window_ratios, lncc_weights and lncc_dilations must have the same "
+                        f"length, one entry per window (got {', '.join(f'{k}: {v}' for k, v in counts.items())})")
+    if any(not 0.0 < r <= 1.0 for r in train.lncc_window_ratios):
+        raise AVSMError(f"config field train.lncc_window_ratios must be in (0, 1] (got {list(train.lncc_window_ratios)})")
+    if any(w <= 0 for w in train.lncc_weights):
+        raise AVSMError(f"config field train.lncc_weights must be positive (got {list(train.lncc_weights)})")
+    if any(d < 1 for d in train.lncc_dilations):
+        raise AVSMError(f"config field train.lncc_dilations must be >= 1 (got {list(train.lncc_dilations)})")
 
 
 def describe() -> str:

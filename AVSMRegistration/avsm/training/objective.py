@@ -48,7 +48,7 @@ class Objective(nn.Module):
         self.grid = grid
         self.settings = settings
         self.extent = grid_centre_and_extent(grid)[1]
-        self.lncc = MultiKernelLNCC()
+        self.lncc = MultiKernelLNCC(settings.lncc_scales())
 
     def forward(self, fixed: torch.Tensor, moving: torch.Tensor, stage: str, epoch: int,
                 fixed_onehot: Optional[torch.Tensor] = None, moving_onehot: Optional[torch.Tensor] = None):
