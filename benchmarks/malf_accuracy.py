@@ -35,6 +35,8 @@ Usage::
     python benchmarks/malf_accuracy.py --pairs 90 --methods affine-net,avsm,avsm-3,avsm-io,voxelmorph \
         --threads 1 --shard 0/2 --out shard0.csv                     # and --shard 1/2 beside it
     python benchmarks/malf_accuracy.py --merge shard0_pairs.csv,shard1_pairs.csv --out all.md
+        # later files replace the same (method, pair) rows of earlier ones; --methods picks and orders the rows;
+        # only the pairs every method finished are summarised
     python benchmarks/malf_accuracy.py --pairs 10 --out benchmarks/results/malf_accuracy.md
     python benchmarks/malf_accuracy.py --methods affine,vsvf-opt --vsvf-sigmas 0.02,0.04,0.06,0.08,0.1 \\
         --vsvf-lncc 0.0625:0.3:1,0.125:0.7:1
@@ -343,7 +345,7 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=10, help="number of directed held-out pairs (default 10)")
     ap.add_argument("--quick", action="store_true", help="one pair only")
-    ap.add_argument("--methods", default=",".join(ALL_METHODS),
+    ap.add_argument("--methods", default=None,
                     help=f"comma list of {', '.join(ALL_METHODS + EXTRA_METHODS)} (default: {','.join(ALL_METHODS)}); "
                          "vsvf-tuned is vsvf-opt with the settings tuned on training pairs (TUNED_VSVF)")
     ap.add_argument("--out", default=None, help="summary file: .md (markdown) or .csv; per-pair rows to <stem>_pairs.csv")
@@ -366,8 +368,10 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true",
                     help="keep the rows already in <out stem>_pairs.csv and run only the missing or failed ones")
     args = ap.parse_args(argv)
+    args.methods_given = args.methods is not None
+    args.methods = args.methods or ",".join(ALL_METHODS)
     if args.merge:
-        return merge(args)
+        return merge(args, [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods_given else None)
     if args.resume and not args.out:
         ap.error("--resume needs --out (its per-pair rows are read back from <out stem>_pairs.csv)")
 
@@ -459,15 +463,29 @@ def write_pair_rows(path: Path, rows: list[dict], append: bool = False) -> None:
         w.writerows(rows)
 
 
-def merge(args) -> int:
-    """Summarise per-pair CSVs of several shards (same methods) into one table."""
-    rows = []
+def merge(args, methods: list[str] | None = None) -> int:
+    """Summarise per-pair CSVs (shards, or a rerun of some methods) into one table on common pairs.
+
+    A (method, pair) row in a later file replaces the same row of an earlier one. ``methods`` (default: all
+    in the files, in order of appearance) selects the rows. Only the pairs that every selected method
+    finished without error are summarised, so every row of the table averages the same pairs.
+    """
+    latest: dict[tuple[str, str, str], dict] = {}
     for name in args.merge.split(","):
-        rows.extend(read_pair_rows(name))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    pairs = list(dict.fromkeys((r["fixed"], r["moving"]) for r in rows))
+        for row in read_pair_rows(name):
+            latest[(row["method"], row["fixed"], row["moving"])] = row
+    rows = list(latest.values())
+    methods = methods or list(dict.fromkeys(r["method"] for r in rows))
+    rows = [r for r in rows if r["method"] in methods]
+    finished = [{(r["fixed"], r["moving"]) for r in rows if r["method"] == m and not r["error"]} for m in methods]
+    common = set.intersection(*finished) if finished else set()
+    pairs = [p for p in dict.fromkeys((r["fixed"], r["moving"]) for r in rows) if p in common]
+    left_out = sum((r["fixed"], r["moving"]) not in common for r in rows)
+    if left_out:
+        print(f"{left_out} rows of pairs that not every method finished are left out", flush=True)
+    rows = [r for r in rows if (r["fixed"], r["moving"]) in common]
     write_outputs(rows, methods, pairs, args)
-    return 1 if any(r["error"] for r in rows) else 0
+    return 0
 
 
 def write_outputs(rows: list[dict], methods: list[str], pairs: list, args) -> None:
