@@ -75,6 +75,9 @@ class TrainSettings:
     checkpoint_every: int = doc(50, "write a resumable checkpoint every N steps")
     keep_checkpoints: int = doc(3, "how many recent checkpoints to keep")
     validation_pairs: int = doc(4, "validation pairs evaluated at the end of every epoch")
+    validation_native: bool = doc(False, "also register the real validation pairs at their own resolution with "
+                                         "avsm.register and the current weights (what users get; the working-grid "
+                                         "Dice can rank models differently) and log validation/native_dice")
     threads: int = doc(1, "torch CPU threads per rank")
     device: str = doc("auto", "'auto', 'cpu' or 'cuda'")
 

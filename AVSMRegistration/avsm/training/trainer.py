@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,6 +220,7 @@ class Trainer:
         label_maps = load_cached(self.label_map_paths, self.config, "labelmap", build)
         self.train_records = records[: len(records) - n_val] if n_val else records
         self.val_records = records[len(records) - n_val:] if n_val else []
+        self.val_subjects = self.subjects[len(self.subjects) - n_val:] if n_val else []
         self.pairs = PairSource(self.config, self.train_records if self.config.data.synthetic_fraction < 1 else [],
                                 label_maps)
 
@@ -306,6 +308,39 @@ class Trainer:
                 "fold_fraction": float(np.mean(folds)) if folds else float("nan"),
                 "det_jacobian_min": float(np.min(det_min)) if det_min else float("nan"), "pairs": len(pairs)}
 
+    def validate_native(self, stage: str) -> dict:
+        """Mean label Dice, folds and det J min of the real validation pairs registered at their own resolution by
+        :func:`avsm.register` with the current weights (the same pairs and step counts as :meth:`validate`).
+
+        The weights go to a temporary checkpoint that ``register`` loads; the subjects' files are only read.
+        Empty without labelled validation subjects, and for VoxelMorph in the affine stages.
+        """
+        from ..pipeline import register
+
+        t, method = self.config.train, self.config.network.method
+        subjects = [s for s in self.val_subjects if s.labels is not None]
+        n = len(subjects)
+        if n < 2 or (method == "voxelmorph" and stage.startswith("affine")):
+            return {}
+        options = {"affine_steps": 1 if stage == "affine" else t.train_affine_steps}
+        if method == "avsm":
+            options["vsvf_steps"] = (0 if stage.startswith("affine") else
+                                     t.train_vsvf_steps if stage == "deformable_multi" else 1)
+        dices, folds, det_min = [], [], []
+        with tempfile.TemporaryDirectory(prefix="avsm_validation_") as tmp:
+            model = Path(tmp) / f"step_{self.step:07d}.pt"
+            _write_with_checksum(self._network_payload(), model)
+            for k in range(min(t.validation_pairs, n * (n - 1))):
+                fixed, moving = subjects[k % n], subjects[(k % n + 1 + k // n) % n]
+                report = register(str(fixed.image), str(moving.image), method=method, model=str(model),
+                                  moving_labels=str(moving.labels), fixed_labels=str(fixed.labels),
+                                  device=self.device.type, **options).report
+                dices.append(report["dice_mean"])
+                folds.append(report["fold_fraction"])
+                det_min.append(report["det_jacobian_min"])
+        return {"native_dice": float(np.mean(dices)), "native_fold_fraction": float(np.mean(folds)),
+                "native_det_jacobian_min": float(np.min(det_min)), "native_pairs": len(dices)}
+
     def _network_payload(self) -> dict:
         return {"config": self.config.network.to_dict(), "state_dict": self.network.state_dict(),
                 "working_spacing_mm": self.config.data.working_spacing_mm, "version": __version__}
@@ -363,10 +398,13 @@ class Trainer:
                 if self.step % t.steps_per_epoch == 0:
                     if self.dist.main:
                         result = self.validate(stage)
+                        if t.validation_native:
+                            result.update(self.validate_native(stage))
                         self.log(result, "validation")
+                        native = f", native Dice {result['native_dice']:.4f}" if "native_dice" in result else ""
                         bar.write(f"epoch {epoch} ({stage}) step {self.step}: loss {stats['loss']:.4f}, validation Dice "
                                   f"{result['dice']:.4f}, folds {result['fold_fraction']:.2e}, det J min "
-                                  f"{result['det_jacobian_min']:.3f}", file=sys.stdout)
+                                  f"{result['det_jacobian_min']:.3f}{native}", file=sys.stdout)
                     self.scheduler.step()
                 if self.dist.main and (self.step % t.checkpoint_every == 0 or self.step == last):
                     self.save_checkpoint()
