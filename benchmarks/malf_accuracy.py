@@ -426,7 +426,9 @@ def main(argv=None) -> int:
                 print(f"{fixed}<-{moving} {method:9s} dice {row['dice']:.4f} folds {row['fold_fraction']:.2e} "
                       f"detJ [{row['detj_min']:.3f}, {row['detj_max']:.2f}] {row['seconds']:.1f} s", flush=True)
 
-    write_outputs(rows, methods, pairs, args)
+    wanted = {(m, f, mv) for m in methods for f, mv in pairs}
+    kept_elsewhere = [r for key, r in done.items() if key not in wanted]  # other methods' or pairs' rows stay
+    write_outputs(rows, methods, pairs, args, kept_elsewhere)
     return 1 if any(r["error"] for r in rows) else 0
 
 
@@ -488,7 +490,8 @@ def merge(args, methods: list[str] | None = None) -> int:
     return 0
 
 
-def write_outputs(rows: list[dict], methods: list[str], pairs: list, args) -> None:
+def write_outputs(rows: list[dict], methods: list[str], pairs: list, args, kept_rows: tuple = ()) -> None:
+    """Print and write the summary of ``rows``; the per-pair file gets ``kept_rows`` (not summarised) too."""
     summary = summarise(rows, methods)
     names = ", ".join(f"{f}<-{m}" for f, m in pairs) if len(pairs) <= 12 else f"{pairs[0][0]}<-{pairs[0][1]} ..."
     header = (f"malf2012 held-out pairs: {len(pairs)} ({names}); "
@@ -508,7 +511,7 @@ def write_outputs(rows: list[dict], methods: list[str], pairs: list, args) -> No
                 w = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
                 w.writeheader()
                 w.writerows(summary)
-        write_pair_rows(pair_rows_path(args.out), rows)
+        write_pair_rows(pair_rows_path(args.out), [*kept_rows, *rows])
         print(f"written {out}")
 
 

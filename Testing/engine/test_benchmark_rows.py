@@ -51,3 +51,13 @@ def test_merge_keeps_common_pairs_and_the_latest_rows(bench, tmp_path):
     assert float(summary["syn"]["dice_mean"]) == pytest.approx(0.56)
     merged_rows = bench.read_pair_rows(bench.pair_rows_path(str(out)))
     assert {(r["method"], r["fixed"]) for r in merged_rows} == {("avsm", "1000"), ("syn", "1000")}
+
+
+def test_resume_keeps_the_rows_of_methods_it_does_not_run(bench, tmp_path):
+    out = tmp_path / "shard.csv"
+    path = bench.pair_rows_path(str(out))
+    bench.write_pair_rows(path, [_row("avsm", "1000", "1001", 0.45), _row("syn", "1000", "1001", 0.56)])
+    # pair 0 is 1000<-1001 and its syn row is done: nothing runs, and the avsm row must survive the rewrite
+    assert bench.main(["--pairs", "1", "--methods", "syn", "--threads", "1", "--out", str(out), "--resume"]) == 0
+    rows = {r["method"]: r["dice"] for r in bench.read_pair_rows(path)}
+    assert rows == {"avsm": 0.45, "syn": 0.56}
