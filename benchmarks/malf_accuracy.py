@@ -368,14 +368,13 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true",
                     help="keep the rows already in <out stem>_pairs.csv and run only the missing or failed ones")
     args = ap.parse_args(argv)
-    args.methods_given = args.methods is not None
-    args.methods = args.methods or ",".join(ALL_METHODS)
+    named = [m.strip() for m in (args.methods or "").split(",") if m.strip()]
     if args.merge:
-        return merge(args, [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods_given else None)
+        return merge(args, named or None)
     if args.resume and not args.out:
         ap.error("--resume needs --out (its per-pair rows are read back from <out stem>_pairs.csv)")
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = named or list(ALL_METHODS)
     for m in methods:
         if m not in ALL_METHODS + EXTRA_METHODS:
             ap.error(f"unknown method {m!r} (choose from {', '.join(ALL_METHODS + EXTRA_METHODS)})")

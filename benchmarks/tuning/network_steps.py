@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-HELD_OUT = {str(s) for s in range(1000, 1010)}
 DATA = Path(os.environ.get("MALF2012_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "malf2012"))
 
 
@@ -37,14 +36,16 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="write the markdown table here too")
     args = ap.parse_args(argv)
-    subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
-    if HELD_OUT & set(subjects):
-        ap.error(f"subjects {sorted(HELD_OUT & set(subjects))} are the held-out evaluation set: never tune on them")
-
     import numpy as np
     import torch
 
     import avsm
+    from avsm.training.config import MALF_HELD_OUT
+
+    subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
+    held_out = sorted(set(MALF_HELD_OUT) & set(subjects))
+    if held_out:
+        ap.error(f"subjects {held_out} are the held-out evaluation set: never tune on them")
 
     torch.set_num_threads(args.threads)
     rows = []

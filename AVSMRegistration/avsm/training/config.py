@@ -81,6 +81,13 @@ class TrainSettings:
     threads: int = doc(1, "torch CPU threads per rank")
     device: str = doc("auto", "'auto', 'cpu' or 'cuda'")
 
+    def step_counts(self, stage: str) -> tuple[int, int]:
+        """(affine steps, vSVF steps) of a curriculum stage, in training and in its validation: one affine step in
+        'affine', no vSVF step in the affine stages, one in 'deformable', train_vsvf_steps in 'deformable_multi'."""
+        affine = 1 if stage == "affine" else self.train_affine_steps
+        vsvf = 0 if stage.startswith("affine") else self.train_vsvf_steps if stage == "deformable_multi" else 1
+        return affine, vsvf
+
     def lncc_scales(self) -> Optional[tuple[LNCCScale, ...]]:
         """The mk-LNCC windows of the lncc_* fields, or None for the reference set chosen by grid size."""
         if not self.lncc_window_ratios:

@@ -63,7 +63,7 @@ class Objective(nn.Module):
         zero = torch.zeros(batch, 3, dtype=fixed.dtype, device=fixed.device)
         stats = {}
         if stage.startswith("affine"):
-            steps = 1 if stage == "affine" else s.train_affine_steps
+            steps = s.step_counts(stage)[0]
             affine = net.affine(fixed, grid, moving, grid, eye, zero, steps)
             sim = ncc_loss(affine.warped, fixed) if epoch < s.ncc_epochs else self.lncc(affine.warped, fixed)
             weight = affine_regulariser_weight(epoch, s.affine_reg_c, s.affine_reg_k)
@@ -85,7 +85,7 @@ class Objective(nn.Module):
             return loss, stats
         with torch.no_grad():
             affine = net.affine(fixed, grid, moving, grid, eye, zero, s.train_affine_steps)
-        steps = s.train_vsvf_steps if stage == "deformable_multi" else 1
+        steps = s.step_counts(stage)[1]
         out = net.deformable(fixed, grid, moving, grid, affine.matrix, affine.translation, steps)
         if net.config.method == "avsm":
             sim = sum(self.lncc(warped, fixed) for warped in out.step_warped)  # loss of every step (reference §4.5)

@@ -89,6 +89,12 @@ def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(entropy[0]) << 32 | int(entropy[1]))
 
 
+def validation_pair_indices(count: int, n: int) -> list[tuple[int, int]]:
+    """The first ``count`` (fixed, moving) index pairs of ``n`` validation subjects, all distinct: neighbours first
+    (0<-1, 1<-2, ...), then the next offset."""
+    return [(k % n, (k % n + 1 + k // n) % n) for k in range(min(count, n * (n - 1)))]
+
+
 def _write_with_checksum(payload: dict, path: Path) -> None:
     """Atomic write (temporary file, then rename) and a ``.sha256`` sidecar."""
     partial = path.with_name(path.name + ".partial")
@@ -271,9 +277,7 @@ class Trainer:
         t = self.config.train
         pairs = []
         if self.val_records:
-            n = len(self.val_records)
-            for k in range(min(t.validation_pairs, n * (n - 1))):
-                i, j = k % n, (k % n + 1 + k // n) % n
+            for i, j in validation_pair_indices(t.validation_pairs, len(self.val_records)):
                 pairs.append((self.val_records[i]["image"], self.val_records[j]["image"],
                               self.val_records[i]["labels"], self.val_records[j]["labels"]))
         elif self.pairs.label_maps:
@@ -289,14 +293,13 @@ class Trainer:
         with torch.no_grad():
             for fixed, moving, fixed_labels, moving_labels in pairs:
                 fixed, moving = fixed.to(self.device), moving.to(self.device)
-                affine_steps = 1 if stage == "affine" else t.train_affine_steps
+                affine_steps, vsvf_steps = t.step_counts(stage)
                 affine = self.network.affine(fixed, self.grid, moving, self.grid, eye, zero, affine_steps)
                 if stage.startswith("affine"):
                     phi = batched_affine_map(affine.matrix, affine.translation, self.grid)
                 else:
-                    steps = t.train_vsvf_steps if stage == "deformable_multi" else 1
                     phi = self.network.deformable(fixed, self.grid, moving, self.grid, affine.matrix,
-                                                  affine.translation, steps).phi
+                                                  affine.translation, vsvf_steps).phi
                 det = det_jacobian(phi.double(), self.grid)
                 folds.append(float((det <= 0).double().mean()))
                 det_min.append(float(det.min()))
@@ -322,16 +325,14 @@ class Trainer:
         n = len(subjects)
         if n < 2 or (method == "voxelmorph" and stage.startswith("affine")):
             return {}
-        options = {"affine_steps": 1 if stage == "affine" else t.train_affine_steps}
-        if method == "avsm":
-            options["vsvf_steps"] = (0 if stage.startswith("affine") else
-                                     t.train_vsvf_steps if stage == "deformable_multi" else 1)
+        affine_steps, vsvf_steps = t.step_counts(stage)
+        options = {"affine_steps": affine_steps, **({"vsvf_steps": vsvf_steps} if method == "avsm" else {})}
         dices, folds, det_min = [], [], []
         with tempfile.TemporaryDirectory(prefix="avsm_validation_") as tmp:
             model = Path(tmp) / f"step_{self.step:07d}.pt"
             _write_with_checksum(self._network_payload(), model)
-            for k in range(min(t.validation_pairs, n * (n - 1))):
-                fixed, moving = subjects[k % n], subjects[(k % n + 1 + k // n) % n]
+            for i, j in validation_pair_indices(t.validation_pairs, n):
+                fixed, moving = subjects[i], subjects[j]
                 report = register(str(fixed.image), str(moving.image), method=method, model=str(model),
                                   moving_labels=str(moving.labels), fixed_labels=str(fixed.labels),
                                   device=self.device.type, **options).report
