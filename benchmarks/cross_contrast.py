@@ -23,7 +23,7 @@ import malf_accuracy as bench  # noqa: E402  (sets the thread counts before nump
 
 import SimpleITK as sitk  # noqa: E402
 
-OPEN_MS = Path(__file__).resolve().parents[2] / "shared" / "data" / "open_ms_lesjak" / "cross_sectional_MNI"
+from benchmark_data import OPEN_MS  # noqa: E402
 PATIENT_PAIRS = (("07", "19"), ("19", "26"), ("26", "07"))
 CONTRASTS = {"T1": "T1", "T2": "T2", "FLAIR": "FLAIR"}
 

@@ -71,10 +71,8 @@ os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
-DATA = Path(os.environ.get("MALF2012_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "malf2012"))
-if not DATA.exists():
-    DATA = Path("/work/shared/data/malf2012")
-HELD_OUT = [str(s) for s in range(1000, 1010)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_data import HELD_OUT, malf_image, malf_labels, require_malf2012  # noqa: E402
 ALL_METHODS = ("affine", "vsvf-opt", "syn", "elastix")
 NETWORK_METHODS = ("affine-net", "avsm", "avsm-3", "avsm-io", "voxelmorph")
 EXTRA_METHODS = ("vsvf-tuned",) + NETWORK_METHODS  # run only when named in --methods
@@ -101,11 +99,11 @@ EXTRA_SUBJECTS: dict[str, tuple[str, str]] = {}
 
 
 def image_path(subject: str) -> str:
-    return EXTRA_SUBJECTS[subject][0] if subject in EXTRA_SUBJECTS else str(DATA / f"{subject}_SS.nii.gz")
+    return EXTRA_SUBJECTS[subject][0] if subject in EXTRA_SUBJECTS else str(malf_image(subject))
 
 
 def label_path(subject: str) -> str:
-    return EXTRA_SUBJECTS[subject][1] if subject in EXTRA_SUBJECTS else str(DATA / f"{subject}_glm.nii.gz")
+    return EXTRA_SUBJECTS[subject][1] if subject in EXTRA_SUBJECTS else str(malf_labels(subject))
 
 
 # ------------------------------------------------------------------------------------------ det J, Dice
@@ -241,7 +239,8 @@ def run_elastix(fixed: str, moving: str, args, workdir: str) -> dict:
         itk.ParameterObject.WriteParameterFile(transform.GetParameterMap(i), os.path.join(out, f"transform_{i}.txt"))
     seconds = time.perf_counter() - tick
     # evaluation (not timed): the full transform (affine + B-spline) as a displacement field on the fixed grid
-    field = itk.transformix_deformation_field(moving_img, transform)
+    # output_directory: transformix writes deformationField.nii there (it wrote it to the working directory)
+    field = itk.transformix_deformation_field(moving_img, transform, output_directory=out, log_to_console=False)
     field_path = os.path.join(out, "deformation.nii.gz")
     itk.imwrite(field, field_path)
     det = det_jacobian_of_displacement(sitk.ReadImage(field_path, sitk.sitkVectorFloat64))
@@ -380,6 +379,7 @@ def main(argv=None) -> int:
             ap.error(f"unknown method {m!r} (choose from {', '.join(ALL_METHODS + EXTRA_METHODS)})")
     n = 1 if args.quick else args.pairs
     pairs = benchmark_pairs(n)
+    require_malf2012()
     if args.shard:
         k, count = (int(x) for x in args.shard.split("/"))
         pairs = [pair for index, pair in enumerate(pairs) if index % count == k]

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import sys
 import time
 from pathlib import Path
 
-DATA = Path(os.environ.get("MALF2012_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "malf2012"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def counts(text: str) -> list:
@@ -40,23 +39,23 @@ def main(argv=None) -> int:
     import torch
 
     import avsm
-    from avsm.training.config import MALF_HELD_OUT
+    from benchmark_data import held_out_among, malf_image, malf_labels, require_malf2012
 
     subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
-    held_out = sorted(set(MALF_HELD_OUT) & set(subjects))
+    held_out = held_out_among(subjects)
     if held_out:
         ap.error(f"subjects {held_out} are the held-out evaluation set: never tune on them")
-
+    require_malf2012()
     torch.set_num_threads(args.threads)
     rows = []
     for affine_steps, vsvf_steps in itertools.product(counts(args.affine_steps), counts(args.vsvf_steps)):
         dice, detj_min, folds, seconds = [], [], [], []
         for fixed, moving in itertools.permutations(subjects, 2):
             tick = time.perf_counter()
-            result = avsm.register(str(DATA / f"{fixed}_SS.nii.gz"), str(DATA / f"{moving}_SS.nii.gz"), method="avsm",
+            result = avsm.register(str(malf_image(fixed)), str(malf_image(moving)), method="avsm",
                                    model=args.model, affine_steps=affine_steps, vsvf_steps=vsvf_steps, device="cpu",
-                                   moving_labels=str(DATA / f"{moving}_glm.nii.gz"),
-                                   fixed_labels=str(DATA / f"{fixed}_glm.nii.gz"))
+                                   moving_labels=str(malf_labels(moving)),
+                                   fixed_labels=str(malf_labels(fixed)))
             seconds.append(time.perf_counter() - tick)
             rep = result.report
             dice.append(rep["dice_mean"])

@@ -13,13 +13,16 @@ import runpy
 import sys
 import time
 
+from pathlib import Path
+
 import torch
 
 import avsm
 from avsm.losses import LNCCScale  # noqa: F401  (used by config files)
 from avsm.optimisation import VSVFSettings
 
-DATA = "/work/shared/data/malf2012"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmark_data import held_out_among, malf_image, malf_labels, require_malf2012  # noqa: E402
 
 
 def main() -> None:
@@ -36,8 +39,10 @@ def main() -> None:
     if args.only:
         configs = {k: configs[k] for k in args.only.split(",")}
     pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
-    for f, m in pairs:
-        assert int(f) >= 1010 and int(m) >= 1010, "held-out subjects 1000-1009 must not be used for tuning"
+    held_out = held_out_among(subject for pair in pairs for subject in pair)
+    if held_out:
+        ap.error(f"subjects {held_out} are the held-out evaluation set: never tune on them")
+    require_malf2012()
     done = set()
     if os.path.exists(args.out):
         with open(args.out) as fh:
@@ -59,8 +64,8 @@ def main() -> None:
                 settings = VSVFSettings(**cfg)
                 load = os.getloadavg()[0]
                 cpu0 = time.process_time()
-                r = avsm.register(f"{DATA}/{f}_SS.nii.gz", f"{DATA}/{m}_SS.nii.gz", method=method,
-                                  moving_labels=f"{DATA}/{m}_glm.nii.gz", fixed_labels=f"{DATA}/{f}_glm.nii.gz",
+                r = avsm.register(str(malf_image(f)), str(malf_image(m)), method=method,
+                                  moving_labels=str(malf_labels(m)), fixed_labels=str(malf_labels(f)),
                                   working_spacing=spacing, vsvf_settings=settings, device="cpu")
                 rep = r.report
                 cpu = time.process_time() - cpu0
