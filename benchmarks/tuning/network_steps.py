@@ -1,7 +1,7 @@
-"""Test-time step counts of an AVSM model, chosen on the VALIDATION subjects of its training run.
+"""Test-time step counts of an AVSM (or VoxelMorph) model, chosen on the VALIDATION subjects of its training run.
 
 Registers every directed pair among ``--subjects`` (default 1036, 1038, 1039: the ``validation_count = 3``
-subjects of the brain configs, never trained on) at native resolution with ``avsm.register(method="avsm")``
+subjects of the brain configs, never trained on) at native resolution with ``avsm.register(method=--method)``
 for each combination of ``--affine-steps`` and ``--vsvf-steps``, and prints mean label Dice, det J min and
 the fold fraction per combination. The held-out evaluation subjects 1000-1009 are refused.
 
@@ -28,10 +28,11 @@ def counts(text: str) -> list:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=None, help="AVSM model name or checkpoint (default: the bundled one)")
+    ap.add_argument("--method", default="avsm", choices=("avsm", "voxelmorph"))
+    ap.add_argument("--model", default=None, help="model name or checkpoint (default: the bundled one of --method)")
     ap.add_argument("--subjects", default="1036,1038,1039", help="validation subject ids (never 1000-1009)")
     ap.add_argument("--affine-steps", default="", help="comma list (default: the model's)")
-    ap.add_argument("--vsvf-steps", default="2,3", help="comma list")
+    ap.add_argument("--vsvf-steps", default="2,3", help="comma list (avsm only)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="write the markdown table here too")
     args = ap.parse_args(argv)
@@ -48,11 +49,12 @@ def main(argv=None) -> int:
     require_malf2012()
     torch.set_num_threads(args.threads)
     rows = []
-    for affine_steps, vsvf_steps in itertools.product(counts(args.affine_steps), counts(args.vsvf_steps)):
+    vsvf_counts = counts(args.vsvf_steps) if args.method == "avsm" else [None]
+    for affine_steps, vsvf_steps in itertools.product(counts(args.affine_steps), vsvf_counts):
         dice, detj_min, folds, seconds = [], [], [], []
         for fixed, moving in itertools.permutations(subjects, 2):
             tick = time.perf_counter()
-            result = avsm.register(str(malf_image(fixed)), str(malf_image(moving)), method="avsm",
+            result = avsm.register(str(malf_image(fixed)), str(malf_image(moving)), method=args.method,
                                    model=args.model, affine_steps=affine_steps, vsvf_steps=vsvf_steps, device="cpu",
                                    moving_labels=str(malf_labels(moving)),
                                    fixed_labels=str(malf_labels(fixed)))
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
             print(f"affine {affine_steps} vsvf {vsvf_steps} {fixed}<-{moving}: Dice {dice[-1]:.4f}", flush=True)
         rows.append(f"| {affine_steps or 'model'} | {vsvf_steps or 'model'} | {len(dice)} | {np.mean(dice):.4f} ± "
                     f"{np.std(dice):.4f} | {min(detj_min):.3f} | {max(folds):.2e} | {np.mean(seconds):.1f} |")
-    table = "\n".join([f"validation subjects {', '.join(subjects)}; model {args.model or 'bundled'}", "",
+    table = "\n".join([f"validation subjects {', '.join(subjects)}; {args.method} model {args.model or 'bundled'}", "",
                        "| affine steps | vSVF steps | pairs | mean Dice ± sd | det J min | max fold fraction | s / pair |",
                        "|---|---|---|---|---|---|---|", *rows, ""])
     print("\n" + table)
