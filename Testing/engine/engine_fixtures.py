@@ -1,6 +1,7 @@
 """Shared helpers for the engine tests: small synthetic volumes and paths to shared data."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,14 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 SAMPLE_DATA = REPO / "AVSMRegistration" / "avsm" / "sample_data"
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+def load_script(name: str, relative: str):
+    """Import a repository script that is not part of a package (e.g. ``benchmarks/malf_accuracy.py``)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def shared_path(relative: str) -> Path:

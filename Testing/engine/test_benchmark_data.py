@@ -2,23 +2,15 @@
 1000-1009, every tuning script refuses those subjects, and a missing data folder is a clear error."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
 
-from engine_fixtures import REPO
+from engine_fixtures import REPO, load_script
 
 from avsm.training.config import MALF_HELD_OUT
-
-
-def _load(name: str, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -27,7 +19,7 @@ def _run(script: str, *args: str, env: dict | None = None) -> subprocess.Complet
 
 
 def test_the_90_pairs_are_the_distinct_directed_pairs_of_the_held_out_subjects():
-    bench = _load("malf_accuracy", REPO / "benchmarks" / "malf_accuracy.py")
+    bench = load_script("malf_accuracy", "benchmarks/malf_accuracy.py")
     pairs = bench.benchmark_pairs(90)
     assert len(set(pairs)) == 90 and all(f != m for f, m in pairs)
     assert {s for pair in pairs for s in pair} == set(MALF_HELD_OUT)
@@ -36,7 +28,7 @@ def test_the_90_pairs_are_the_distinct_directed_pairs_of_the_held_out_subjects()
 
 
 def test_held_out_among_names_only_the_evaluation_subjects():
-    data = _load("benchmark_data", REPO / "benchmarks" / "benchmark_data.py")
+    data = load_script("benchmark_data", "benchmarks/benchmark_data.py")
     assert data.HELD_OUT == MALF_HELD_OUT
     assert data.held_out_among(["1036", "1005", "1010", 1000]) == ["1000", "1005"]
     assert data.held_out_among(["1036", "1038"]) == []
@@ -70,7 +62,7 @@ def test_elastix_writes_nothing_into_the_working_directory(tmp_path, monkeypatch
     import numpy as np
     import SimpleITK as sitk
 
-    bench = _load("malf_accuracy_elastix", REPO / "benchmarks" / "malf_accuracy.py")
+    bench = load_script("malf_accuracy_elastix", "benchmarks/malf_accuracy.py")
     zz, yy, xx = np.mgrid[:40, :40, :40]
     for name, shift in (("fixed", 0), ("moving", 3)):
         ball = ((zz - 20) ** 2 + (yy - 20 - shift) ** 2 + (xx - 20) ** 2) < 100

@@ -3,20 +3,16 @@ through their CSV, and ``--merge`` summarises only the pairs every method finish
 from __future__ import annotations
 
 import csv
-import importlib.util
 from argparse import Namespace
 
 import pytest
 
-from engine_fixtures import REPO
+from engine_fixtures import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("malf_accuracy", REPO / "benchmarks" / "malf_accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("malf_accuracy", "benchmarks/malf_accuracy.py")
 
 
 def _row(method, fixed, moving, dice, error=None):
