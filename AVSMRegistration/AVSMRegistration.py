@@ -73,6 +73,7 @@ class AVSMRegistrationParameterNode:
     affineSteps: Annotated[int, WithinRange(0, 10000)] = 0
     vsvfSteps: Annotated[int, WithinRange(0, 10000)] = 0
     instanceOptIterations: Annotated[int, WithinRange(0, 10000)] = 0
+    affineRefine: Annotated[int, WithinRange(-1, 10000)] = -1  # -1: the engine's default
     device: DeviceChoice = DeviceChoice["auto"]
     modelFile: Path = Path()
     createTransform: bool = True
@@ -226,7 +227,7 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
                  **kwargs):
         """Register `movingNode` to `fixedNode` in this process (blocks) and return the created nodes.
         Keywords as `AVSMRegistrationLib.register_volumes` (device, model, affineSteps, vsvfSteps,
-        instanceOpt, output*=True/False/node, showGrid, progress)."""
+        instanceOpt, affineRefine, output*=True/False/node, showGrid, progress)."""
         self.ensureDependencies()
         kwargs.setdefault("tempRoot", slicer.app.temporaryPath)
         return register_volumes(fixedNode, movingNode, method=method, movingLabels=movingLabels,
@@ -249,7 +250,9 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
         model = str(p.modelFile) if str(p.modelFile) not in ("", ".") else None
         return RegistrationOptions(method=p.method.value, device=p.device.value, model=model,
                                    affine_steps=p.affineSteps or None, vsvf_steps=p.vsvfSteps or None,
-                                   instance_opt=p.instanceOptIterations or None)
+                                   instance_opt=p.instanceOptIterations or None,
+                                   affine_refine=RegistrationOptions.affine_refine_from_panel(p.method.value,
+                                                                                              p.affineRefine))
 
     def inputProblem(self, p: AVSMRegistrationParameterNode) -> Optional[str]:
         """Why Register is disabled (one sentence), or None."""

@@ -12,6 +12,10 @@ Runs, on the same directed pairs of the held-out subjects 1000-1009 and in the s
                  bundled one) with 0 (affine network only), 2 and 3 vSVF steps, and 2 steps followed by
                  ``--instance-opt`` iterations of instance optimisation;
 * ``voxelmorph`` – the VoxelMorph network (``--voxelmorph-model``, default the bundled one);
+  these five rows run the networks' own affine (``affine_refine=0``);
+* ``affine-net-r``, ``avsm-3-r``, ``avsm-io-r``, ``voxelmorph-r`` – the same with the engine's default affine
+                 refinement (``--affine-refine``, 30 mk-LNCC iterations from the affine network's result)
+                 before the deformable network (``avsm-io-r``: 2 vSVF steps, as ``avsm-io``);
 * ``elastix``  – elastix affine + B-spline (itk-elastix default parameter maps 'affine' and 'bspline',
                  the affine map started with AutomaticTransformInitialization CenterOfGravity; labels
                  with transformix, FinalBSplineInterpolationOrder 0).
@@ -74,7 +78,8 @@ import SimpleITK as sitk  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_data import HELD_OUT, malf_image, malf_labels, require_malf2012  # noqa: E402
 ALL_METHODS = ("affine", "vsvf-opt", "syn", "elastix")
-NETWORK_METHODS = ("affine-net", "avsm", "avsm-3", "avsm-io", "voxelmorph")
+NETWORK_METHODS = ("affine-net", "avsm", "avsm-3", "avsm-io", "voxelmorph",
+                   "affine-net-r", "avsm-3-r", "avsm-io-r", "voxelmorph-r")
 EXTRA_METHODS = ("vsvf-tuned",) + NETWORK_METHODS  # run only when named in --methods
 # vsvf-opt settings tuned on malf2012 TRAINING pairs (1010<-1011, 1012<-1013, 1014<-1015, 1017<-1018) with
 # benchmarks/tuning/sweep_vsvf.py; see benchmarks/tuning/README.md. Run as method "vsvf-tuned".
@@ -150,11 +155,13 @@ def run_avsm(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
 def run_network(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
     import avsm
 
-    options = {"affine-net": dict(method="avsm", model=args.avsm_model, vsvf_steps=0),
-               "avsm": dict(method="avsm", model=args.avsm_model, vsvf_steps=2),
-               "avsm-3": dict(method="avsm", model=args.avsm_model, vsvf_steps=3),
-               "avsm-io": dict(method="avsm", model=args.avsm_model, vsvf_steps=2, instance_opt=args.instance_opt),
-               "voxelmorph": dict(method="voxelmorph", model=args.voxelmorph_model)}[method]
+    avsm_steps = {"affine-net": dict(vsvf_steps=0), "avsm": dict(vsvf_steps=2), "avsm-3": dict(vsvf_steps=3),
+                  "avsm-io": dict(vsvf_steps=2, instance_opt=args.instance_opt), "voxelmorph": {}}
+    base = method[:-2] if method.endswith("-r") else method
+    options = dict(method="voxelmorph" if base == "voxelmorph" else "avsm",
+                   model=args.voxelmorph_model if base == "voxelmorph" else args.avsm_model, **avsm_steps[base])
+    if not method.endswith("-r"):
+        options["affine_refine"] = 0  # the network's own affine
     tick = time.perf_counter()
     result = avsm.register(image_path(fixed), image_path(moving), moving_labels=label_path(moving),
                            fixed_labels=label_path(fixed), device="cpu", **options)

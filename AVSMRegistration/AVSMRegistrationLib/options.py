@@ -26,6 +26,7 @@ METHODS: tuple[Method, ...] = (
     Method("vsvf-opt", "vSVF optimisation", "No network: optimise the vSVF momentum for this pair (slower, no model)."),
 )
 METHOD_KEYS = tuple(m.key for m in METHODS)
+NETWORK_METHOD_KEYS = ("avsm", "voxelmorph")
 MODELS_MANIFEST = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "manifest.json"
 
 
@@ -76,15 +77,18 @@ class RegistrationOptions:
     vsvf_steps: int | None = None
     instance_opt: int | None = None
     working_spacing: float | None = None
+    affine_refine: int | None = None  # network methods; None: the engine's default (30), 0: off
 
     def validated(self) -> "RegistrationOptions":
         method_by_key(self.method)
         if self.device not in DEVICES:
             raise RegistrationInputError(f"Unknown device '{self.device}'; choose one of: {', '.join(DEVICES)}.")
-        for name in ("affine_steps", "vsvf_steps", "instance_opt"):
+        for name in ("affine_steps", "vsvf_steps", "instance_opt", "affine_refine"):
             value = getattr(self, name)
             if value is not None and (int(value) != value or value < 0):
                 raise RegistrationInputError(f"{name.replace('_', ' ')} must be a whole number >= 0, got {value}.")
+        if self.affine_refine is not None and self.method not in NETWORK_METHOD_KEYS:
+            raise RegistrationInputError(f"Affine refinement applies to the network methods, not to '{self.method}'.")
         if self.working_spacing is not None and not self.working_spacing > 0:
             raise RegistrationInputError(f"Working spacing must be > 0 mm, got {self.working_spacing}.")
         if self.model:
@@ -96,7 +100,7 @@ class RegistrationOptions:
     def engine_kwargs(self) -> dict:
         """Keyword arguments of `avsm.register` (only the ones that are set)."""
         kwargs = {"method": self.method, "device": self.device}
-        for name in ("model", "affine_steps", "vsvf_steps", "instance_opt", "working_spacing"):
+        for name in ("model", "affine_steps", "vsvf_steps", "instance_opt", "working_spacing", "affine_refine"):
             value = getattr(self, name)
             if value not in (None, ""):
                 kwargs[name] = value
@@ -110,6 +114,12 @@ class RegistrationOptions:
                 continue
             args += ["--" + name.replace("_", "-"), str(value)]
         return args
+
+    @staticmethod
+    def affine_refine_from_panel(method: str, value: int) -> int | None:
+        """The panel's spin box: -1 ('default') lets the engine choose, 0 turns the refinement off; the
+        box is ignored (None) for the methods without a network."""
+        return None if value < 0 or method not in NETWORK_METHOD_KEYS else int(value)
 
     def replace(self, **changes) -> "RegistrationOptions":
         return dataclasses.replace(self, **changes)

@@ -122,7 +122,7 @@ class RegistrationJob:
 def register_volumes(fixedNode, movingNode, method: str = DEFAULT_METHOD, movingLabels=None, fixedLabels=None,
                      device: str = "auto", model: str | None = None, affineSteps: int | None = None,
                      vsvfSteps: int | None = None, instanceOpt: int | None = None,
-                     workingSpacing: float | None = None,
+                     workingSpacing: float | None = None, affineRefine: int | None = None,
                      outputTransform=True, outputAffine=True, outputWarped=True, outputWarpedLabels=True,
                      outputJacobian=True, outputFolds=True, showGrid: bool = True,
                      progress: ProgressCallback | None = None, log: Callable[[str], None] | None = None,
@@ -136,7 +136,8 @@ def register_volumes(fixedNode, movingNode, method: str = DEFAULT_METHOD, moving
     instead of calling it in this process.
     """
     options = RegistrationOptions(method=method, device=device, model=model or None, affine_steps=affineSteps,
-                                  vsvf_steps=vsvfSteps, instance_opt=instanceOpt, working_spacing=workingSpacing)
+                                  vsvf_steps=vsvfSteps, instance_opt=instanceOpt, working_spacing=workingSpacing,
+                                  affine_refine=affineRefine)
     outputs = dict(zip(OUTPUT_KEYS, (outputTransform, outputAffine, outputWarped, outputWarpedLabels,
                                      outputJacobian, outputFolds)))
     job = RegistrationJob(fixedNode, movingNode, movingLabels, fixedLabels, options, outputs, showGrid,

@@ -30,6 +30,9 @@ def _register_arguments(parser: argparse.ArgumentParser, with_inputs: bool = Tru
     parser.add_argument("--vsvf-steps", type=int, default=None, help="vSVF optimisation iterations")
     parser.add_argument("--instance-opt", type=int, default=None, help="network methods: iterations of one more vSVF step optimised for this pair at 2 mm after the "
                              "network (instance optimisation); vsvf-opt: its iteration count")
+    parser.add_argument("--affine-refine", type=int, default=None,
+                        help="network methods: mk-LNCC iterations refining the affine network's result for this pair "
+                             "before the deformable network (default 30; 0: the network's affine as it is)")
     parser.add_argument("--working-spacing", type=float, default=None, help="working grid spacing in mm")
     parser.add_argument("--progress", default=None, choices=("json", "bar", "none"),
                         help="progress style (default: bar on a terminal, none otherwise)")
@@ -82,7 +85,7 @@ def run_register(args: argparse.Namespace, fixed: str, moving: str, outdir: str,
         result = register(fixed, moving, method=args.method, moving_labels=moving_labels, fixed_labels=fixed_labels,
                           device=args.device, model=args.model, affine_steps=args.affine_steps,
                           vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, progress=callback,
-                          working_spacing=args.working_spacing)
+                          working_spacing=args.working_spacing, affine_refine=args.affine_refine)
         saved = result.save(outdir)
     finally:
         if bar is not None:
@@ -136,7 +139,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     _check_output_writable(Path(args.output))
     callback, bar = _progress(args.progress)
     options = dict(method=args.method, device=args.device, model=args.model, affine_steps=args.affine_steps,
-                   vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, working_spacing=args.working_spacing)
+                   vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, working_spacing=args.working_spacing,
+                   affine_refine=args.affine_refine)
     try:
         records = run_batch(args.pairs, args.output, options, workers=args.workers, progress=callback)
     finally:

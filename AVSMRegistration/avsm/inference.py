@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -19,6 +19,7 @@ from .geometry import Grid
 from .models import ModelEntry, bundled_models, load_checkpoint, sha256_of
 from .networks import NetworkConfig, RegistrationNetwork, build_network
 from .optimisation import AffineParameters
+from .optimisation.affine_opt import optimise_affine, refinement_schedule
 
 
 @dataclass
@@ -84,12 +85,18 @@ def load_network(entry: ModelEntry) -> LoadedNetwork:
 
 def predict(method: str, checkpoint_entry: ModelEntry, fixed_w: torch.Tensor, fixed_grid: Grid, moving_w: torch.Tensor,
             moving_grid: Grid, initial: AffineParameters, affine_steps: Optional[int] = None,
-            vsvf_steps: Optional[int] = None, progress: Optional[Callable[[float, str], None]] = None) -> Prediction:
+            vsvf_steps: Optional[int] = None, progress: Optional[Callable[[float, str], None]] = None,
+            affine_refine: int = 0, centre: Optional[Sequence[float]] = None) -> Prediction:
     """Run the network of ``checkpoint_entry`` on one pair of ``1 x 1 x D x H x W`` working tensors in [0, 1].
 
     ``initial`` is the starting affine (the centre-of-mass translation); ``affine_steps`` and ``vsvf_steps``
-    override the network's test-time step counts. Runs under ``torch.inference_mode``: no autograd state.
+    override the network's test-time step counts. ``affine_refine`` N > 0 refines the affine network's result
+    for this pair with N Adam iterations of mk-LNCC (``refinement_schedule``; ``centre``: the fixed image's
+    centre of mass, LPS mm, the centre of the linear part) before the deformable network runs from it.
+    The networks run under ``torch.inference_mode``: no autograd state.
     """
+    if affine_refine and centre is None:
+        raise AVSMError("affine refinement needs the fixed image's centre")
     progress = progress or (lambda fraction, message: None)
     loaded = load_network(checkpoint_entry)
     if loaded.config.method != method:
@@ -101,18 +108,29 @@ def predict(method: str, checkpoint_entry: ModelEntry, fixed_w: torch.Tensor, fi
     progress(0.0, "affine network")
     with torch.inference_mode():
         affine = network.affine(fixed_w, fixed_grid, moving_w, moving_grid, matrix0, translation0, affine_steps)
-        timings["affine_network"] = time.perf_counter() - tick
-        progress(0.3, "deformable network")
+    timings["affine_network"] = time.perf_counter() - tick
+    matrix = affine.matrix[0].double().cpu().numpy()
+    translation = affine.translation[0].double().cpu().numpy()
+    if affine_refine:
+        progress(0.2, f"refining the affine ({affine_refine} iterations)")
         tick = time.perf_counter()
-        output = network.deformable(fixed_w, fixed_grid, moving_w, moving_grid, affine.matrix, affine.translation,
+        scales, iterations = refinement_schedule(affine_refine)
+        refined = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, AffineParameters(matrix, translation),
+                                  centre, scales=scales, iterations=iterations)
+        matrix, translation = refined.matrix, refined.translation
+        timings["affine_refine"] = time.perf_counter() - tick
+    progress(0.3, "deformable network")
+    tick = time.perf_counter()
+    with torch.inference_mode():
+        affine_matrix, affine_translation = (t[None] for t in AffineParameters(matrix, translation).tensors(fixed_w.device))
+        output = network.deformable(fixed_w, fixed_grid, moving_w, moving_grid, affine_matrix, affine_translation,
                                     vsvf_steps, with_inverse=True)
         timings["deformable_network"] = time.perf_counter() - tick
     progress(1.0, "network done")
-    matrix = affine.matrix[0].double().cpu().numpy()
-    translation = affine.translation[0].double().cpu().numpy()
     info = {"model": loaded.name, "model_sha256": loaded.sha256, "network": loaded.config.method,
             "working_spacing_mm": loaded.working_spacing_mm,
             "affine_steps": loaded.config.affine_steps if affine_steps is None else affine_steps,
+            "affine_refine": int(affine_refine),
             "vsvf_steps": (loaded.config.vsvf_steps if vsvf_steps is None else vsvf_steps) if method == "avsm" else None,
             "map_grid_shape": list(output.map_grid.shape),
             "timings": {k: round(v, 3) for k, v in timings.items()}}

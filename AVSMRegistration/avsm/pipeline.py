@@ -39,6 +39,8 @@ METHODS = ("affine", "vsvf-opt")
 NETWORK_METHODS = ("avsm", "voxelmorph")
 DEFAULT_WORKING_SPACING = {"affine": 3.0, "vsvf-opt": 2.0}
 MIN_OVERLAP_FRACTION = 0.05
+# Network methods: Adam iterations refining the affine network's result for the pair (``--affine-refine``).
+DEFAULT_AFFINE_REFINE = 30
 # Output grids above this many voxels are processed in slabs to bound peak memory.
 SLAB_VOXELS = 4_000_000
 
@@ -178,13 +180,16 @@ def register(
     progress: Optional[Callable[[str, float, str], None]] = None,
     working_spacing: Optional[float] = None,
     vsvf_settings: Optional[VSVFSettings] = None,
+    affine_refine: Optional[int] = None,
 ) -> RegistrationResult:
     """Register ``moving`` to ``fixed`` (SimpleITK images or paths) and return every output in memory.
 
     ``method``: "affine", "vsvf-opt", or a network method "avsm"/"voxelmorph" (``model``: a bundled model
     name or a checkpoint path, default the bundled model; ``affine_steps``/``vsvf_steps`` override the
     network's test-time step counts; ``instance_opt`` N > 0 refines the network output for this pair with N
-    iterations of one more vSVF step, composed after the network's deformation, on the vsvf-opt working grid).
+    iterations of one more vSVF step, composed after the network's deformation, on the vsvf-opt working grid;
+    ``affine_refine`` N refines the affine network's result for this pair with N mk-LNCC iterations before the
+    deformable network, default ``DEFAULT_AFFINE_REFINE``, 0 for the network's affine as it is).
     ``vsvf_steps``/``instance_opt`` override the number of vSVF optimisation iterations for "vsvf-opt".
     ``working_spacing``: isotropic mm of the working grid (default 3 mm for affine, 2 mm for vsvf-opt).
     """
@@ -192,6 +197,8 @@ def register(
     model_entry = check_method(method, model)
     if model is not None and model_entry is None:
         raise AVSMError(f"--model applies to the network methods (avsm, voxelmorph), not to '{method}'")
+    if affine_refine is not None and model_entry is None:
+        raise AVSMError(f"--affine-refine applies to the network methods (avsm, voxelmorph), not to '{method}'")
     network = load_network(model_entry) if model_entry is not None else None
     torch_device = resolve_device(device)
     timings: dict[str, float] = {}
@@ -206,7 +213,8 @@ def register(
     moving_image = read_intensity_image(moving, "moving")
     moving_label_image = read_label_map(moving_labels, "moving labels", moving_image) if moving_labels is not None else None
     fixed_label_image = read_label_map(fixed_labels, "fixed labels", fixed_image) if fixed_labels is not None else None
-    for name, value in (("affine_steps", affine_steps), ("vsvf_steps", vsvf_steps), ("instance_opt", instance_opt)):
+    for name, value in (("affine_steps", affine_steps), ("vsvf_steps", vsvf_steps), ("instance_opt", instance_opt),
+                        ("affine_refine", affine_refine)):
         if value is not None and value < 0:
             raise AVSMError(f"{name} must be >= 0 (got {value})")
     spacing = float(working_spacing or (network.working_spacing_mm if network else DEFAULT_WORKING_SPACING[method]))
@@ -235,7 +243,9 @@ def register(
         if network is not None:
             prediction = predict(method, model_entry, fixed_w, fixed_grid, moving_w, moving_grid, initial,
                                  affine_steps=affine_steps, vsvf_steps=vsvf_steps,
-                                 progress=lambda f, m: report_progress("network", f, m))
+                                 progress=lambda f, m: report_progress("network", f, m),
+                                 affine_refine=DEFAULT_AFFINE_REFINE if affine_refine is None else affine_refine,
+                                 centre=fixed_centre)
             affine, deformation, inverse_deformation = prediction.affine, prediction.deformation, prediction.inverse_deformation
             map_grid, network_info = prediction.map_grid, prediction.info
             timings["network"] = time.perf_counter() - tick

@@ -93,3 +93,10 @@ def test_unknown_method_and_device(scene, nodes, tmp_path):
 def test_missing_model_file(scene, nodes, tmp_path):
     assert_refused(scene, tmp_path, "Model file '.*nowhere.pt' does not exist", nodes["fixed"], nodes["moving"],
                    model=str(tmp_path / "nowhere.pt"))
+
+
+def test_affine_refinement_without_a_network_or_below_zero(scene, nodes, tmp_path):
+    assert_refused(scene, tmp_path, "Affine refinement applies to the network methods, not to 'affine'",
+                   nodes["fixed"], nodes["moving"], method="affine", affineRefine=10)
+    assert_refused(scene, tmp_path, "affine refine must be a whole number >= 0, got -2",
+                   nodes["fixed"], nodes["moving"], method="avsm", affineRefine=-2)

@@ -49,6 +49,7 @@ def module(monkeypatch, tmp_path):
 def panel_state(module, nodes, **changes):
     state = dict(fixedVolume=nodes["fixed"], movingVolume=nodes["moving"], movingLabels=None, fixedLabels=None,
                  method=module.MethodChoice["vsvf-opt"], affineSteps=0, vsvfSteps=0, instanceOptIterations=0,
+                 affineRefine=-1,
                  device=module.DeviceChoice["cpu"],
                  modelFile=Path(), showGrid=True)
     for key in ("Transform", "Affine", "Warped", "WarpedLabels", "Jacobian", "Folds"):
@@ -72,6 +73,19 @@ def test_panel_defaults_map_to_engine_defaults(module, nodes):
     assert options.engine_kwargs() == {"method": "vsvf-opt", "device": "cpu"}  # 0 steps -> engine default
     options = logic._options(panel_state(module, nodes, affineSteps=7, modelFile=Path("/models/m.pt")))
     assert options.affine_steps == 7 and options.model == "/models/m.pt"
+
+
+def test_affine_refinement_box_maps_to_the_engine_only_for_networks(module, nodes):
+    """-1 ('default') leaves the engine's default, 0 turns the refinement off, and the box is ignored for
+    the methods without a network (the engine refuses the option there)."""
+    logic = module.AVSMRegistrationLogic()
+    avsm = module.MethodChoice["avsm"]
+    assert "affine_refine" not in logic._options(panel_state(module, nodes, method=avsm)).engine_kwargs()
+    off = logic._options(panel_state(module, nodes, method=avsm, affineRefine=0))
+    assert off.engine_kwargs()["affine_refine"] == 0
+    assert off.validated().command_line()[-2:] == ["--affine-refine", "0"]
+    ignored = logic._options(panel_state(module, nodes, affineRefine=40))  # vsvf-opt
+    assert ignored.affine_refine is None and ignored.validated() == ignored
 
 
 def test_output_checkboxes_and_selectors_map_to_requests(module, nodes, scene):

@@ -94,3 +94,21 @@ def optimise_affine(
         matrix = (eye + linear).double().cpu().numpy()
         translation = (centre_t + shift * extent - (eye + linear) @ centre_t).double().cpu().numpy()
     return AffineParameters(matrix, translation)
+
+
+# Refining a network's affine for one pair: Adam iterations at 1/4, then 1/2 of the working grid, from the
+# network's affine (chosen on the validation subjects 1036/1038/1039: benchmarks/tuning/README.md).
+REFINE_SCALES = (0.25, 0.5)
+
+
+def refinement_schedule(iterations: int) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """Scales and per-scale iteration counts of ``iterations`` refinement steps: two thirds at 1/4, the rest at 1/2.
+
+    >>> refinement_schedule(30)
+    ((0.25, 0.5), (20, 10))
+    """
+    if iterations < 0:
+        raise ValueError(f"refinement iterations must be >= 0 (got {iterations})")
+    coarse = -(-2 * iterations // 3)
+    return REFINE_SCALES, (coarse, iterations - coarse)
+
