@@ -15,6 +15,7 @@ import torch
 from ..geometry import Grid, physical_points
 from ..losses import MultiKernelLNCC
 from ..maps import apply_affine, warp_image
+from .light_adam import LightAdam
 from .pyramid import downsample
 
 
@@ -78,9 +79,9 @@ def optimise_affine(
         moving_s, moving_grid_s = downsample(moving, moving_grid, scale)
         points = physical_points(fixed_grid_s, device=device)
         # finer scales refine: halve the step with every doubling of resolution (avoids oscillation at 1.0)
-        optimiser = torch.optim.Adam([linear, shift], lr=learning_rate * scales[0] / scale)
+        optimiser = LightAdam([linear, shift], lr=learning_rate * scales[0] / scale)
         for step in range(steps):
-            optimiser.zero_grad(set_to_none=True)
+            optimiser.zero_grad()
             matrix = eye + linear
             translation = centre_t + shift * extent - matrix @ centre_t
             warped = warp_image(moving_s, moving_grid_s, apply_affine(matrix, translation, points))
