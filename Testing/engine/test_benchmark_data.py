@@ -37,6 +37,7 @@ def test_held_out_among_names_only_the_evaluation_subjects():
 @pytest.mark.parametrize("script, args", [
     ("benchmarks/tuning/network_steps.py", ["--subjects", "1036,1003"]),
     ("benchmarks/tuning/sweep_vsvf.py", ["configs.py", "out.csv", "--pairs", "1010:1011,1004:1012"]),
+    ("benchmarks/tuning/resolution_ceiling.py", ["--subjects", "1036,1003", "--out", "out.csv"]),
 ])
 def test_tuning_scripts_refuse_the_held_out_subjects(script, args, tmp_path):
     args = [str(tmp_path / a) if a.endswith((".py", ".csv")) else a for a in args]
