@@ -316,6 +316,8 @@ class Trainer:
         :func:`avsm.register` with the current weights (the same pairs and step counts as :meth:`validate`).
 
         The weights go to a temporary checkpoint that ``register`` loads; the subjects' files are only read.
+        The affine stages score the affine network's own result (``affine_refine=0``); the deformable stages
+        score what users get, with the engine's default affine refinement.
         Empty without labelled validation subjects, and for VoxelMorph in the affine stages.
         """
         from ..pipeline import register
@@ -326,7 +328,8 @@ class Trainer:
         if n < 2 or (method == "voxelmorph" and stage.startswith("affine")):
             return {}
         affine_steps, vsvf_steps = t.step_counts(stage)
-        options = {"affine_steps": affine_steps, **({"vsvf_steps": vsvf_steps} if method == "avsm" else {})}
+        options = {"affine_steps": affine_steps, **({"vsvf_steps": vsvf_steps} if method == "avsm" else {}),
+                   **({"affine_refine": 0} if stage.startswith("affine") else {})}
         dices, folds, det_min = [], [], []
         with tempfile.TemporaryDirectory(prefix="avsm_validation_") as tmp:
             model = Path(tmp) / f"step_{self.step:07d}.pt"
