@@ -6,7 +6,10 @@ Import this module only after the thread-count environment variables are set: it
 """
 from __future__ import annotations
 
+import argparse
+import itertools
 import os
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -32,6 +35,56 @@ def malf_labels(subject: str) -> Path:
 def held_out_among(subjects: Iterable[str]) -> list[str]:
     """The held-out evaluation subjects among ``subjects``: a tuning script must refuse to run when not empty."""
     return sorted(set(HELD_OUT) & {str(s) for s in subjects})
+
+
+def add_validation_arguments(parser: argparse.ArgumentParser, threads: int) -> None:
+    """``--subjects`` (default the brain configs' validation subjects), ``--threads`` and ``--out``."""
+    parser.add_argument("--subjects", default="1036,1038,1039", help="validation subject ids (never 1000-1009)")
+    parser.add_argument("--threads", type=int, default=threads)
+    parser.add_argument("--out", default=None, help="write the markdown table here too")
+
+
+def print_table(title: str, header: list[str], rows: list[str], out: str | None) -> None:
+    """Print a markdown table (``title``, the ``header`` cells, the ``rows``); write it to ``out`` too if given."""
+    table = "\n".join([title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header), *rows, ""])
+    print("\n" + table)
+    if out:
+        Path(out).write_text(table)
+
+
+def validation_subjects(parser: argparse.ArgumentParser, text: str) -> list[str]:
+    """The comma list ``text`` of subject ids; exits through ``parser.error`` if it names a held-out subject."""
+    subjects = [s.strip() for s in text.split(",") if s.strip()]
+    held_out = held_out_among(subjects)
+    if held_out:
+        parser.error(f"subjects {held_out} are the held-out evaluation set: never tune on them")
+    return subjects
+
+
+PAIR_COLUMNS = ["pairs", "mean Dice ± sd", "det J min", "max fold fraction", "s / pair"]
+
+
+def register_every_pair(subjects: list[str], label: str, **register_options) -> str:
+    """Register every directed pair among ``subjects`` with ``avsm.register(**register_options)`` on the CPU,
+    print one line per pair (after ``label``), and return the table cells of ``PAIR_COLUMNS``, from the leading
+    ``|`` on: ``| pairs | mean Dice ± sd | det J min | max fold fraction | s / pair |``."""
+    import numpy as np
+
+    import avsm
+
+    dice, detj_min, folds, seconds = [], [], [], []
+    for fixed, moving in itertools.permutations(subjects, 2):
+        tick = time.perf_counter()
+        report = avsm.register(str(malf_image(fixed)), str(malf_image(moving)), device="cpu",
+                               moving_labels=str(malf_labels(moving)), fixed_labels=str(malf_labels(fixed)),
+                               **register_options).report
+        seconds.append(time.perf_counter() - tick)
+        dice.append(report["dice_mean"])
+        detj_min.append(report["det_jacobian_min"])
+        folds.append(report["fold_fraction"])
+        print(f"{label} {fixed}<-{moving}: Dice {dice[-1]:.4f}", flush=True)
+    return (f"| {len(dice)} | {np.mean(dice):.4f} ± {np.std(dice):.4f} | {min(detj_min):.3f} | {max(folds):.2e} "
+            f"| {np.mean(seconds):.1f} |")
 
 
 def require_malf2012() -> None:

@@ -17,27 +17,21 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmark_data import (PAIR_COLUMNS, add_validation_arguments, print_table, register_every_pair,  # noqa: E402
+                            require_malf2012, validation_subjects)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--spacings", default="3,2", help="comma list of working spacings in mm")
-    ap.add_argument("--subjects", default="1036,1038,1039", help="validation subject ids (never 1000-1009)")
     ap.add_argument("--sigmas", default="default",
                     help="';'-separated sigma-fraction sets; 'default' is vsvf-opt's own")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=None, help="write the markdown table here too")
+    add_validation_arguments(ap, threads=1)
     args = ap.parse_args(argv)
-    subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
-    from benchmark_data import held_out_among, malf_image, malf_labels, require_malf2012
-
-    held_out = held_out_among(subjects)
-    if held_out:
-        ap.error(f"subjects {held_out} are the held-out evaluation set: never tune on them")
+    subjects = validation_subjects(ap, args.subjects)
     spacings = [float(x) for x in args.spacings.split(",") if x.strip()]
     if not spacings or min(spacings) <= 0:
         ap.error(f"--spacings must list positive numbers (got '{args.spacings}')")
@@ -49,40 +43,20 @@ def main(argv=None) -> int:
     require_malf2012()
     import dataclasses
 
-    import numpy as np
     import torch
 
-    import avsm
     from avsm.optimisation.vsvf_opt import VSVFSettings
 
     torch.set_num_threads(args.threads)
     rows = []
     for spacing, kernel in itertools.product(spacings, kernels):
         settings = VSVFSettings() if kernel is None else dataclasses.replace(VSVFSettings(), sigma_fractions=kernel)
-        dice, detj_min, folds, seconds = [], [], [], []
-        for fixed, moving in itertools.permutations(subjects, 2):
-            tick = time.perf_counter()
-            report = avsm.register(str(malf_image(fixed)), str(malf_image(moving)), method="vsvf-opt",
-                                   working_spacing=spacing, vsvf_settings=settings, device="cpu",
-                                   moving_labels=str(malf_labels(moving)), fixed_labels=str(malf_labels(fixed))).report
-            seconds.append(time.perf_counter() - tick)
-            dice.append(report["dice_mean"])
-            detj_min.append(report["det_jacobian_min"])
-            folds.append(report["fold_fraction"])
-            print(f"{spacing} mm sigmas {settings.sigma_fractions} {fixed}<-{moving}: Dice {dice[-1]:.4f}", flush=True)
         sigmas = ", ".join(f"{x:g}" for x in settings.sigma_fractions)
-        rows.append(f"| {spacing:g} mm | {2 * spacing:g} mm | {sigmas} | {len(dice)} | "
-                    f"{np.mean(dice):.4f} ± {np.std(dice):.4f} | {min(detj_min):.3f} | {max(folds):.2e} | "
-                    f"{np.mean(seconds):.1f} |")
-    header = ("| working spacing | momentum grid | sigma fractions | pairs | mean Dice ± sd | det J min "
-              "| max fold fraction | s / pair |")
-    title = f"vsvf-opt on the directed pairs of subjects {', '.join(subjects)}, {args.threads} thread(s)"
-    table = "\n".join([title, "",
-                       header,
-                       "|---|---|---|---|---|---|---|---|", *rows, ""])
-    print("\n" + table)
-    if args.out:
-        Path(args.out).write_text(table)
+        cells = register_every_pair(subjects, f"{spacing:g} mm sigmas {sigmas}", method="vsvf-opt",
+                                    working_spacing=spacing, vsvf_settings=settings)
+        rows.append(f"| {spacing:g} mm | {2 * spacing:g} mm | {sigmas} {cells}")
+    print_table(f"vsvf-opt on the directed pairs of subjects {', '.join(subjects)}, {args.threads} thread(s)",
+                ["working spacing", "momentum grid", "sigma fractions", *PAIR_COLUMNS], rows, args.out)
     return 0
 
 
