@@ -136,3 +136,22 @@ def test_the_installed_command_exits_non_zero_with_one_line(tmp_path):
     assert completed.returncode == 2
     assert completed.stderr.strip() == f"avsm: error: fixed file not found: {tmp_path / 'missing.nii.gz'}"
     assert not outdir.exists()
+
+
+def test_affine_refinement_without_a_network(capsys, tmp_path):
+    _run_failing(capsys, tmp_path, FIXED, MOVING, "--method", "vsvf-opt", "--affine-refine", "10",
+                 expect="--affine-refine applies to the network methods (avsm, voxelmorph), not to 'vsvf-opt'")
+
+
+def test_negative_affine_refinement(capsys, tmp_path):
+    _run_failing(capsys, tmp_path, FIXED, MOVING, "--method", "avsm", "--affine-refine", "-3",
+                 expect="affine_refine must be >= 0 (got -3)")
+
+
+def test_batch_refuses_affine_refinement_without_a_network_before_any_pair(capsys, tmp_path):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"fixed,moving\n{FIXED},{MOVING}\n")
+    code = main(["batch", str(pairs), "-o", str(tmp_path / "out"), "--method", "affine", "--affine-refine", "5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "--affine-refine applies to the network methods" in err[0]
+    assert not (tmp_path / "out").exists()
