@@ -122,8 +122,8 @@ def predict(method: str, checkpoint_entry: ModelEntry, fixed_w: torch.Tensor, fi
     progress(0.3, "deformable network")
     tick = time.perf_counter()
     with torch.inference_mode():
-        affine_matrix, affine_translation = (t[None] for t in AffineParameters(matrix, translation).tensors(fixed_w.device))
-        output = network.deformable(fixed_w, fixed_grid, moving_w, moving_grid, affine_matrix, affine_translation,
+        linear, shift = (t[None] for t in AffineParameters(matrix, translation).tensors(fixed_w.device))
+        output = network.deformable(fixed_w, fixed_grid, moving_w, moving_grid, linear, shift,
                                     vsvf_steps, with_inverse=True)
         timings["deformable_network"] = time.perf_counter() - tick
     progress(1.0, "network done")

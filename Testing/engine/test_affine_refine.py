@@ -57,10 +57,12 @@ def test_refinement_moves_the_network_affine_towards_the_true_one(known_affine_p
     fixed, moving, truth = known_affine_pair
     network = register(fixed, moving, method="avsm", vsvf_steps=0, affine_refine=0, device="cpu")
     refined = register(fixed, moving, method="avsm", vsvf_steps=0, affine_refine=30, device="cpu")
-    assert network.report["network"]["affine_refine"] == 0 and "affine_refine" not in network.report["network"]["timings"]
-    assert refined.report["network"]["affine_refine"] == 30 and refined.report["network"]["timings"]["affine_refine"] > 0
+    network_info, refined_info = network.report["network"], refined.report["network"]
+    assert network_info["affine_refine"] == 0 and "affine_refine" not in network_info["timings"]
+    assert refined_info["affine_refine"] == 30 and refined_info["timings"]["affine_refine"] > 0
     network_error, refined_error = _error_mm(network.affine, truth, fixed), _error_mm(refined.affine, truth, fixed)
-    assert refined_error < 0.25 * network_error and refined_error < 1.0, (network_error, refined_error)  # 6.2 -> 0.56 mm
+    # measured: 6.2 mm -> 0.56 mm
+    assert refined_error < 0.25 * network_error and refined_error < 1.0, (network_error, refined_error)
 
 
 def test_the_default_refines_and_the_deformable_network_starts_from_the_refined_affine(known_affine_pair):

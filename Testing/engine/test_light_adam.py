@@ -44,7 +44,8 @@ def test_the_affine_optimisation_does_not_import_dynamo():
             "from avsm.geometry import Grid\n"
             "g = Grid((8, 8, 8), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))\n"
             "x = torch.rand(1, 1, 8, 8, 8)\n"
-            "optimise_affine(x, g, x, g, AffineParameters.translation_only([1.0, 0, 0]), [7.0, 7.0, 7.0], scales=(1.0,), iterations=(2,))\n"
+            "start = AffineParameters.translation_only([1.0, 0, 0])\n"
+            "optimise_affine(x, g, x, g, start, [7.0, 7.0, 7.0], scales=(1.0,), iterations=(2,))\n"
             "print('torch._dynamo' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
