@@ -129,7 +129,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_batch_command(args: argparse.Namespace) -> int:
     from .batch import run_batch
-    from .pipeline import NETWORK_METHODS
+    from .pipeline import refuse_network_option
 
     if not args.output:
         raise AVSMError("avsm batch needs an output folder: -o OUTDIR")
@@ -137,8 +137,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         raise AVSMError(f"--workers must be at least 1 (got {args.workers})")
     if args.method not in ALL_METHODS:
         raise AVSMError(f"unknown method '{args.method}'; choose one of {', '.join(ALL_METHODS)}")
-    if args.affine_refine is not None and args.method not in NETWORK_METHODS:
-        raise AVSMError(f"--affine-refine applies to the network methods (avsm, voxelmorph), not to '{args.method}'")
+    refuse_network_option("affine-refine", args.affine_refine, args.method)
     _check_output_writable(Path(args.output))
     callback, bar = _progress(args.progress)
     options = dict(method=args.method, device=args.device, model=args.model, affine_steps=args.affine_steps,

@@ -155,6 +155,12 @@ def check_method(method: str, model: Optional[str] = None):
     return None
 
 
+def refuse_network_option(name: str, value, method: str) -> None:
+    """Refuse a network-only option (``--model``, ``--affine-refine``) given with a method without a network."""
+    if value is not None and method not in NETWORK_METHODS:
+        raise AVSMError(f"--{name} applies to the network methods ({', '.join(NETWORK_METHODS)}), not to '{method}'")
+
+
 def foreground_overlap(fixed_w: torch.Tensor, fixed_grid: Grid, moving_w: torch.Tensor, moving_grid: Grid,
                        affine: AffineParameters) -> float:
     """Fraction of the fixed foreground (working intensity > 0.1 of [0, 1]) landing on moving foreground."""
@@ -195,10 +201,8 @@ def register(
     """
     started = time.perf_counter()
     model_entry = check_method(method, model)
-    if model is not None and model_entry is None:
-        raise AVSMError(f"--model applies to the network methods (avsm, voxelmorph), not to '{method}'")
-    if affine_refine is not None and model_entry is None:
-        raise AVSMError(f"--affine-refine applies to the network methods (avsm, voxelmorph), not to '{method}'")
+    refuse_network_option("model", model, method)
+    refuse_network_option("affine-refine", affine_refine, method)
     network = load_network(model_entry) if model_entry is not None else None
     torch_device = resolve_device(device)
     timings: dict[str, float] = {}
