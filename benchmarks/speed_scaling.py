@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +59,10 @@ def make_cube(path: Path, size: int, out: Path) -> Path:
     return out
 
 
-def measure_one(method: str, fixed: str, moving: str, threads: int, outdir: str) -> dict:
-    """Runs inside a fresh process: one end-to-end registration, its timings and peak memory."""
+def measure_one(method: str, fixed: str, moving: str, threads: int, outdir: str,
+                network_spacing: Optional[float] = None) -> dict:
+    """Runs inside a fresh process: one end-to-end registration, its timings and peak memory
+    (``network_spacing``: the networks' working grid in mm, default the model's)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -87,7 +90,9 @@ def measure_one(method: str, fixed: str, moving: str, threads: int, outdir: str)
     else:
         import avsm
 
-        result = avsm.register(fixed, moving, method=method, device="cuda" if torch.cuda.is_available() else "cpu")
+        spacing = float(network_spacing) if network_spacing and method in ("avsm", "voxelmorph") else None
+        result = avsm.register(fixed, moving, method=method, device="cuda" if torch.cuda.is_available() else "cpu",
+                               working_spacing=spacing)
         result.save(outdir)
         stages = dict(result.report["timings"])
         if result.report.get("network"):  # the networks' own time, without the wrapper around them
@@ -99,10 +104,13 @@ def measure_one(method: str, fixed: str, moving: str, threads: int, outdir: str)
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {threads} threads"}
 
 
-def run_isolated(method: str, fixed: Path, moving: Path, threads: int, workdir: Path) -> dict:
+def run_isolated(method: str, fixed: Path, moving: Path, threads: int, workdir: Path,
+                 network_spacing: Optional[float] = None) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, __file__, "--one", method, str(fixed), str(moving), "--threads", str(threads),
                "--workdir", str(workdir / f"{method}_{fixed.stem}")]
+    if network_spacing is not None:
+        command += ["--network-spacing", str(network_spacing)]
     completed = subprocess.run(command, capture_output=True, text=True, env=env)
     if completed.returncode != 0:
         return {"error": completed.stderr.strip().splitlines()[-1] if completed.stderr.strip() else "failed"}
@@ -127,11 +135,13 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=1, help="fresh-process runs per measurement; the median is reported")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--network-spacing", type=float, default=None,
+                    help="working grid of avsm/voxelmorph in mm (default: the model's, see its manifest)")
     ap.add_argument("--one", nargs=3, metavar=("METHOD", "FIXED", "MOVING"), help=argparse.SUPPRESS)
     ap.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(measure_one(*args.one, args.threads, args.workdir)))
+        print(json.dumps(measure_one(*args.one, args.threads, args.workdir, args.network_spacing)))
         return 0
     fixed_src, moving_src, label = source_pair()
     rows = []
@@ -153,7 +163,7 @@ def main(argv=None) -> int:
             header.ReadImageInformation()
             voxels = int(np.prod(header.GetSize()))
             for method in methods:
-                result = median_run([run_isolated(method, fixed, moving, args.threads, work) for _ in range(args.repeat)])
+                result = median_run([run_isolated(method, fixed, moving, args.threads, work, args.network_spacing) for _ in range(args.repeat)])
                 rows.append({"size": size, "voxels": voxels, "method": method, **result})
                 print(f"{size}^3 {method}: {result}", file=sys.stderr, flush=True)
     repeats = f"; median of {args.repeat} fresh-process runs (fastest-slowest)" if args.repeat > 1 else ""

@@ -1,7 +1,9 @@
 """Bundled and user-trained model checkpoints: lookup by name or path, checksum, safe loading.
 
 Bundled weights live in ``AVSMRegistration/Resources/Models/`` next to ``manifest.json`` (DESIGN §5):
-``{"models": [{"name", "method", "file", "sha256", "working_spacing_mm", "training_data", "accuracy"}]}``.
+``{"models": [{"name", "method", "file", "sha256", "working_spacing_mm", "training_data", "accuracy"}]}``, and
+optionally ``inference_spacing_mm``: the working grid the model runs on by default at test time, when it was
+chosen on validation pairs to differ from the training grid ``working_spacing_mm``.
 ``AVSM_MODELS_DIR`` overrides the folder. Checkpoints are read with ``torch.load(weights_only=True)``
 only after their sha256 matches, so a corrupted or substituted file is refused before unpickling.
 """
@@ -28,6 +30,18 @@ class ModelEntry:
     path: Path
     sha256: Optional[str]
     working_spacing_mm: Optional[float]
+    inference_spacing_mm: Optional[float] = None  # default test-time working grid (mm); None: the training grid
+
+
+def _inference_spacing(record: dict, manifest: Path) -> Optional[float]:
+    """The record's optional ``inference_spacing_mm``, checked to be a positive number."""
+    value = record.get("inference_spacing_mm")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise AVSMError(f"model manifest {manifest}: inference_spacing_mm of model '{record.get('name')}' must be a "
+                        f"positive number of mm (got {value!r})")
+    return float(value)
 
 
 def bundled_models() -> list[ModelEntry]:
@@ -38,7 +52,8 @@ def bundled_models() -> list[ModelEntry]:
         records = json.loads(manifest.read_text())["models"]
     except (ValueError, KeyError) as error:
         raise AVSMError(f"model manifest {manifest} is malformed: {error}") from None
-    return [ModelEntry(r["name"], r["method"], models_dir() / r["file"], r.get("sha256"), r.get("working_spacing_mm"))
+    return [ModelEntry(r["name"], r["method"], models_dir() / r["file"], r.get("sha256"), r.get("working_spacing_mm"),
+                       _inference_spacing(r, manifest))
             for r in records]
 
 

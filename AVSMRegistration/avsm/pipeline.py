@@ -26,7 +26,8 @@ from .export import affine_transform, full_transform, inverse_transform
 from .geometry import (Grid, axis_aligned_grid_covering, image_to_tensor, physical_points, physical_to_normalised_matrix,
                        tensor_to_image)
 from .imageio import ImageLike, read_intensity_image, read_label_map, write_stored_gzip
-from .inference import load_network, predict
+from .inference import LoadedNetwork, load_network, predict
+from .models import ModelEntry
 from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image_at, warp_labels, warp_labels_at
 from .metrics import dice_per_label, mean_dice
@@ -172,6 +173,16 @@ def foreground_overlap(fixed_w: torch.Tensor, fixed_grid: Grid, moving_w: torch.
     return float((landed * fixed_fg).sum() / fixed_fg.sum().clamp_min(1.0))
 
 
+def default_working_spacing(method: str, model_entry: Optional[ModelEntry], network: Optional[LoadedNetwork]) -> float:
+    """The working grid (isotropic mm) when none is asked for: 3 mm for affine and 2 mm for vsvf-opt; for a
+    network, its manifest's ``inference_spacing_mm`` (chosen on validation pairs), else the grid it was trained on."""
+    if network is None:
+        return DEFAULT_WORKING_SPACING[method]
+    if model_entry is not None and model_entry.inference_spacing_mm is not None:
+        return model_entry.inference_spacing_mm
+    return network.working_spacing_mm
+
+
 def register(
     fixed: ImageLike,
     moving: ImageLike,
@@ -197,7 +208,7 @@ def register(
     ``affine_refine`` N refines the affine network's result for this pair with N mk-LNCC iterations before the
     deformable network, default ``DEFAULT_AFFINE_REFINE``, 0 for the network's affine as it is).
     ``vsvf_steps``/``instance_opt`` override the number of vSVF optimisation iterations for "vsvf-opt".
-    ``working_spacing``: isotropic mm of the working grid (default 3 mm for affine, 2 mm for vsvf-opt).
+    ``working_spacing``: isotropic mm of the working grid (default: ``default_working_spacing``).
     """
     started = time.perf_counter()
     model_entry = check_method(method, model)
@@ -221,9 +232,9 @@ def register(
                         ("affine_refine", affine_refine)):
         if value is not None and value < 0:
             raise AVSMError(f"{name} must be >= 0 (got {value})")
-    spacing = float(working_spacing or (network.working_spacing_mm if network else DEFAULT_WORKING_SPACING[method]))
-    if not spacing > 0:
+    if working_spacing is not None and not working_spacing > 0:
         raise AVSMError(f"working spacing must be positive (got {working_spacing})")
+    spacing = float(working_spacing or default_working_spacing(method, model_entry, network))
 
     fixed_norm = normalise_intensity(fixed_image)
     moving_norm = normalise_intensity(moving_image)

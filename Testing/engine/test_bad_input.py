@@ -155,3 +155,13 @@ def test_batch_refuses_affine_refinement_without_a_network_before_any_pair(capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "--affine-refine applies to the network methods" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("spacing", ["0", "-2"])
+def test_working_spacing_that_is_not_positive(capsys, tmp_path, spacing):
+    outdir = tmp_path / "out"
+    code = main(["register", str(FIXED), str(MOVING), "-o", str(outdir), "--method", "affine",
+                 "--working-spacing", spacing, "--progress", "none"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and err == [f"avsm: error: working spacing must be positive (got {float(spacing)})"]
+    assert not outdir.exists()

@@ -44,6 +44,7 @@ def test_each_bundled_model_is_small_checked_and_loads_weights_only(record):
     assert config.method == record["method"]
     build_network(config).load_state_dict(payload["state_dict"])
     assert payload["working_spacing_mm"] == record["working_spacing_mm"]
+    assert record.get("inference_spacing_mm", 1.0) > 0
     assert sum(t.numel() for t in payload["state_dict"].values()) == record["parameters"]
     # the card names its data and never the held-out evaluation subjects as training data
     assert "malf2012" in record["training_data"] and not HELD_OUT.search(record["training_data"])
@@ -63,7 +64,11 @@ def test_bundled_avsm_model_registers_the_demo_pair(tmp_path):
     labels = dict(moving_labels=SAMPLE_DATA / "moving_brainmask_2mm.nii.gz",
                   fixed_labels=SAMPLE_DATA / "fixed_brainmask_2mm.nii.gz")
     network = register(fixed, moving, method="avsm", device="cpu", **labels).report
-    assert network["model"] == next(r["name"] for r in _records() if r["method"] == "avsm")
+    record = next(r for r in _records() if r["method"] == "avsm")
+    assert network["model"] == record["name"]
+    # the model runs on its manifest's test-time grid unless told otherwise
+    assert network["working_spacing_mm"] == record.get("inference_spacing_mm", record["working_spacing_mm"])
+    assert network["network"]["working_spacing_mm"] == record["working_spacing_mm"]
     assert network["fold_fraction"] == 0
     centred = register(fixed, moving, method="affine", affine_steps=0, device="cpu", **labels).report
     assert network["dice_mean"] > centred["dice_mean"] + 0.01  # better than the centre-of-mass start
@@ -117,3 +122,52 @@ def test_bundler_refuses_a_file_that_is_not_a_checkpoint_and_keeps_the_manifest(
         bundle_model(truncated, "other", "malf2012", directory=models)
     assert (models / "manifest.json").read_bytes() == before
     assert sorted(p.name for p in models.iterdir()) == ["manifest.json", "tiny.pt"]
+
+
+def test_inference_spacing_of_the_manifest_sets_the_default_working_grid(tmp_path, monkeypatch):
+    """A bundled record's ``inference_spacing_mm`` is the test-time grid by default; an explicit
+    ``working_spacing`` wins; the same checkpoint given by path runs on its training grid."""
+    from avsm import register
+
+    checkpoint = _training_checkpoint(tmp_path / "ckpt.pt")  # trained at 4 mm
+    record = bundle_model(checkpoint, "tiny", "malf2012 1010-1035", directory=tmp_path / "models",
+                          inference_spacing=6.0)
+    assert record["inference_spacing_mm"] == 6.0 and record["working_spacing_mm"] == 4.0
+    monkeypatch.setenv("AVSM_MODELS_DIR", str(tmp_path / "models"))
+    assert bundled_models()[0].inference_spacing_mm == 6.0
+    fixed, moving = SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz"
+    fast = dict(method="avsm", device="cpu", affine_steps=1, vsvf_steps=1, affine_refine=0)
+    by_name = register(fixed, moving, model="tiny", **fast)
+    assert by_name.report["working_spacing_mm"] == 6.0
+    assert by_name.report["network"]["working_spacing_mm"] == 4.0
+    assert register(fixed, moving, model="tiny", working_spacing=8.0, **fast).report["working_spacing_mm"] == 8.0
+    by_path = register(fixed, moving, model=str(checkpoint), **fast).report
+    assert by_path["working_spacing_mm"] == 4.0
+    coarse, fine = by_name.report["network"]["map_grid_shape"], by_path["network"]["map_grid_shape"]
+    assert all(c < f for c, f in zip(coarse, fine))  # the grids really differ, not only the report
+
+
+
+@pytest.mark.parametrize("value", [-2.5, 0, "2.5", True])
+def test_a_manifest_with_a_bad_inference_spacing_is_refused_by_name(tmp_path, monkeypatch, value):
+    models = tmp_path / "models"
+    bundle_model(_training_checkpoint(tmp_path / "ckpt.pt"), "tiny", "malf2012", directory=models)
+    manifest = read_manifest(models)
+    manifest["models"][0]["inference_spacing_mm"] = value
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("AVSM_MODELS_DIR", str(models))
+    with pytest.raises(AVSMError, match="inference_spacing_mm of model 'tiny' must be a positive number of mm"):
+        bundled_models()
+
+
+def test_bundler_refuses_a_bad_inference_spacing_and_an_oversized_file_keeping_the_old_model(tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    checkpoint = _training_checkpoint(tmp_path / "ckpt.pt")
+    bundle_model(checkpoint, "tiny", "malf2012", directory=models)
+    before = {p.name: p.read_bytes() for p in models.iterdir()}
+    with pytest.raises(AVSMError, match="inference spacing must be a positive number of mm"):
+        bundle_model(checkpoint, "tiny", "malf2012", directory=models, inference_spacing=0.0)
+    monkeypatch.setattr("avsm.bundle.MAX_BUNDLED_BYTES", 1024)
+    with pytest.raises(AVSMError, match="over the 0 MiB limit"):
+        bundle_model(checkpoint, "tiny", "malf2012", directory=models)
+    assert {p.name: p.read_bytes() for p in models.iterdir()} == before  # same files, same bytes, no temporaries

@@ -2,13 +2,15 @@
 
 Registers every directed pair among ``--subjects`` (default 1036, 1038, 1039: the ``validation_count = 3``
 subjects of the brain configs, never trained on) at native resolution with ``avsm.register(method=--method)``
-for each combination of ``--affine-steps`` and ``--vsvf-steps``, and prints mean label Dice, det J min and
+for each combination of ``--affine-steps``, ``--vsvf-steps``, ``--affine-refine`` and ``--working-spacing`` (the
+test-time working grid), and prints mean label Dice, det J min and
 the fold fraction per combination. The held-out evaluation subjects 1000-1009 are refused.
 
 Usage::
 
     python benchmarks/tuning/network_steps.py --model brain_avsm_cpu_3mm_dice --vsvf-steps 2,3,4
     python benchmarks/tuning/network_steps.py --model runs/x/model.pt --affine-steps 5,7 --vsvf-steps 3 --out steps.md
+    python benchmarks/tuning/network_steps.py --vsvf-steps 3 --working-spacing 2,2.5,3 --threads 1
 """
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ from benchmark_data import (PAIR_COLUMNS, add_validation_arguments, print_table,
                             require_malf2012, validation_subjects)
 
 
-def counts(text: str) -> list:
+def counts(text: str, kind=int) -> list:
     """'2,3' -> [2, 3]; '' -> [None] (the model's own count)."""
-    return [int(x) for x in text.split(",") if x.strip()] or [None]
+    return [kind(x) for x in text.split(",") if x.strip()] or [None]
 
 
 def main(argv=None) -> int:
@@ -35,6 +37,8 @@ def main(argv=None) -> int:
     ap.add_argument("--vsvf-steps", default="2,3", help="comma list (avsm only)")
     ap.add_argument("--affine-refine", default="",
                     help="comma list of affine-refinement iterations (default: the engine's, 30; 0 = off)")
+    ap.add_argument("--working-spacing", default="",
+                    help="comma list of test-time working spacings in mm (default: the model's)")
     add_validation_arguments(ap, threads=2)
     args = ap.parse_args(argv)
     import torch
@@ -44,15 +48,18 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     rows = []
     vsvf_counts = counts(args.vsvf_steps) if args.method == "avsm" else [None]
-    for affine_steps, vsvf_steps, refine in itertools.product(counts(args.affine_steps), vsvf_counts,
-                                                               counts(args.affine_refine)):
-        cells = register_every_pair(subjects, f"affine {affine_steps} vsvf {vsvf_steps} refine {refine}",
-                                    method=args.method, model=args.model, affine_steps=affine_steps,
-                                    vsvf_steps=vsvf_steps, affine_refine=refine)
+    for affine_steps, vsvf_steps, refine, spacing in itertools.product(
+            counts(args.affine_steps), vsvf_counts, counts(args.affine_refine), counts(args.working_spacing, float)):
+        cells = register_every_pair(subjects, f"affine {affine_steps} vsvf {vsvf_steps} refine {refine} "
+                                    f"spacing {spacing}", method=args.method, model=args.model,
+                                    affine_steps=affine_steps, vsvf_steps=vsvf_steps, affine_refine=refine,
+                                    working_spacing=spacing)
         rows.append(f"| {affine_steps or 'model'} | {vsvf_steps or 'model'} | "
-                    f"{'engine' if refine is None else refine} {cells}")
-    print_table(f"validation subjects {', '.join(subjects)}; {args.method} model {args.model or 'bundled'}",
-                ["affine steps", "vSVF steps", "affine refinement", *PAIR_COLUMNS], rows, args.out)
+                    f"{'engine' if refine is None else refine} | {spacing or 'model'} {cells}")
+    print_table(f"validation subjects {', '.join(subjects)}; {args.method} model {args.model or 'bundled'}; "
+                f"{args.threads} thread(s)",
+                ["affine steps", "vSVF steps", "affine refinement", "working spacing (mm)", *PAIR_COLUMNS],
+                rows, args.out)
     return 0
 
 
