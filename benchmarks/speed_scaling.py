@@ -28,8 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Optional
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -90,7 +90,9 @@ def measure_one(method: str, fixed: str, moving: str, threads: int, outdir: str,
     else:
         import avsm
 
-        spacing = float(network_spacing) if network_spacing and method in ("avsm", "voxelmorph") else None
+        from avsm.pipeline import NETWORK_METHODS
+
+        spacing = network_spacing if method in NETWORK_METHODS else None
         result = avsm.register(fixed, moving, method=method, device="cuda" if torch.cuda.is_available() else "cpu",
                                working_spacing=spacing)
         result.save(outdir)
@@ -163,7 +165,8 @@ def main(argv=None) -> int:
             header.ReadImageInformation()
             voxels = int(np.prod(header.GetSize()))
             for method in methods:
-                result = median_run([run_isolated(method, fixed, moving, args.threads, work, args.network_spacing) for _ in range(args.repeat)])
+                result = median_run([run_isolated(method, fixed, moving, args.threads, work, args.network_spacing)
+                                      for _ in range(args.repeat)])
                 rows.append({"size": size, "voxels": voxels, "method": method, **result})
                 print(f"{size}^3 {method}: {result}", file=sys.stderr, flush=True)
     repeats = f"; median of {args.repeat} fresh-process runs (fastest-slowest)" if args.repeat > 1 else ""

@@ -33,8 +33,9 @@ def _register_arguments(parser: argparse.ArgumentParser, with_inputs: bool = Tru
     parser.add_argument("--affine-refine", type=int, default=None,
                         help="network methods: mk-LNCC iterations refining the affine network's result for this pair "
                              "before the deformable network (default 30; 0: the network's affine as it is)")
-    parser.add_argument("--working-spacing", type=float, default=None, help="working grid spacing in mm (default: 3 affine, 2 vsvf-opt; a bundled network's manifest "
-                        "inference_spacing_mm, else its training grid)")
+    parser.add_argument("--working-spacing", type=float, default=None,
+                        help="working grid spacing in mm (default: 3 affine, 2 vsvf-opt; a bundled network's manifest "
+                             "inference_spacing_mm, else its training grid)")
     parser.add_argument("--progress", default=None, choices=("json", "bar", "none"),
                         help="progress style (default: bar on a terminal, none otherwise)")
 

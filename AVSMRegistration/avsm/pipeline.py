@@ -27,10 +27,10 @@ from .geometry import (Grid, axis_aligned_grid_covering, image_to_tensor, physic
                        tensor_to_image)
 from .imageio import ImageLike, read_intensity_image, read_label_map, write_stored_gzip
 from .inference import LoadedNetwork, load_network, predict
-from .models import ModelEntry
 from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image_at, warp_labels, warp_labels_at
 from .metrics import dice_per_label, mean_dice
+from .models import ModelEntry
 from .numerics import flush_denormals
 from .optimisation import AffineParameters, PriorDeformation, VSVFSettings, optimise_affine, optimise_vsvf
 from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
@@ -178,9 +178,7 @@ def default_working_spacing(method: str, model_entry: Optional[ModelEntry], netw
     network, its manifest's ``inference_spacing_mm`` (chosen on validation pairs), else the grid it was trained on."""
     if network is None:
         return DEFAULT_WORKING_SPACING[method]
-    if model_entry is not None and model_entry.inference_spacing_mm is not None:
-        return model_entry.inference_spacing_mm
-    return network.working_spacing_mm
+    return model_entry.inference_spacing_mm or network.working_spacing_mm
 
 
 def register(

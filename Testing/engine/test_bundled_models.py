@@ -147,7 +147,6 @@ def test_inference_spacing_of_the_manifest_sets_the_default_working_grid(tmp_pat
     assert all(c < f for c, f in zip(coarse, fine))  # the grids really differ, not only the report
 
 
-
 @pytest.mark.parametrize("value", [-2.5, 0, "2.5", True])
 def test_a_manifest_with_a_bad_inference_spacing_is_refused_by_name(tmp_path, monkeypatch, value):
     models = tmp_path / "models"
