@@ -113,3 +113,29 @@ def refinement_schedule(iterations: int) -> tuple[tuple[float, ...], tuple[int, 
     coarse = -(-2 * iterations // 3)
     return REFINE_SCALES, (coarse, iterations - coarse)
 
+
+
+def refine_affines(fixed: torch.Tensor, moving: torch.Tensor, grid: Grid, matrix: torch.Tensor,
+                   translation: torch.Tensor, iterations: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Refine a batch of affines as :func:`avsm.register` refines the network's at test time (training-time use).
+
+    ``fixed`` and ``moving`` are ``B x 1 x D x H x W`` tensors in [0, 1] on the same ``grid``; ``matrix``
+    (``B x 3 x 3``) and ``translation`` (``B x 3``) map fixed to moving physical points. Each pair gets
+    ``iterations`` Adam steps of mk-LNCC (:func:`refinement_schedule`), the linear part centred on the fixed
+    image's intensity centre of mass. Returns detached tensors of the input's shapes, dtype and device.
+    """
+    points = physical_points(grid, device=fixed.device, dtype=fixed.dtype).reshape(3, -1)  # 3 x N
+    scales, counts = refinement_schedule(iterations)
+    matrices, translations = [], []
+    for b in range(fixed.shape[0]):
+        weights = fixed[b, 0].detach().flatten().clamp_min(0)
+        centre = ((points * weights).sum(dim=1) / weights.sum().clamp_min(1e-12)).double().cpu().numpy()
+        init = AffineParameters(matrix[b].detach().double().cpu().numpy(),
+                                translation[b].detach().double().cpu().numpy())
+        with torch.enable_grad():
+            refined = optimise_affine(fixed[b:b + 1].detach(), grid, moving[b:b + 1].detach(), grid, init, centre,
+                                      scales=scales, iterations=counts)
+        matrices.append(refined.matrix)
+        translations.append(refined.translation)
+    return (torch.as_tensor(np.stack(matrices), dtype=matrix.dtype, device=matrix.device),
+            torch.as_tensor(np.stack(translations), dtype=translation.dtype, device=translation.device))

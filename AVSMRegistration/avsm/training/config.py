@@ -57,6 +57,10 @@ class TrainSettings:
     lr_decay: float = doc(0.5, "StepLR factor")
     train_affine_steps: int = doc(3, "affine steps in curriculum 2 and inside the deformable stages")
     train_vsvf_steps: int = doc(2, "vSVF steps in curriculum 4")
+    affine_refine: int = doc(0, "deformable stages: mk-LNCC Adam iterations refining the frozen affine network's "
+                                "result for every training and validation pair, as avsm.register does at test time "
+                                "(--affine-refine, default 30), so that the deformable network trains on the "
+                                "alignment it will meet (0: off, the network's affine)")
     ncc_epochs: int = doc(1, "affine epochs that use global NCC before mk-LNCC takes over")
     lncc_window_ratios: tuple[float, ...] = doc((), "mk-LNCC window sizes as fractions of the grid's smallest dimension, "
                                                     "e.g. [0.0625, 0.125] (empty: the reference set for the grid size, "
@@ -200,7 +204,7 @@ def validate(config: TrainConfig) -> None:
         if getattr(train, name) < 1:
             raise AVSMError(f"config field train.{name} must be >= 1 (got {getattr(train, name)})")
     for name in ("affine_epochs", "affine_multi_epochs", "deformable_epochs", "deformable_multi_epochs", "ncc_epochs",
-                 "validation_pairs"):
+                 "validation_pairs", "affine_refine"):
         if getattr(train, name) < 0:
             raise AVSMError(f"config field train.{name} must be >= 0 (got {getattr(train, name)})")
     if train.dice_weight < 0:

@@ -23,6 +23,7 @@ from ..losses import MultiKernelLNCC, local_ncc_loss, mse_loss, ncc_loss
 from ..maps import compose, sample
 from ..networks import RegistrationNetwork
 from ..networks.affine_net import batched_affine_map, grid_centre_and_extent
+from ..optimisation.affine_opt import refine_affines
 from .config import TrainSettings
 
 STAGES = ("affine", "affine_multi", "deformable", "deformable_multi")
@@ -85,8 +86,11 @@ class Objective(nn.Module):
             return loss, stats
         with torch.no_grad():
             affine = net.affine(fixed, grid, moving, grid, eye, zero, s.train_affine_steps)
+        matrix, translation = affine.matrix, affine.translation
+        if s.affine_refine:
+            matrix, translation = refine_affines(fixed, moving, grid, matrix, translation, s.affine_refine)
         steps = s.step_counts(stage)[1]
-        out = net.deformable(fixed, grid, moving, grid, affine.matrix, affine.translation, steps)
+        out = net.deformable(fixed, grid, moving, grid, matrix, translation, steps)
         if net.config.method == "avsm":
             sim = sum(self.lncc(warped, fixed) for warped in out.step_warped)  # loss of every step (reference §4.5)
             reg = s.vsvf_regularisation * sum(out.step_regularisers)

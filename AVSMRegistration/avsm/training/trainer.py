@@ -36,6 +36,7 @@ from ..metrics import dice_per_label, mean_dice
 from ..models import sha256_of
 from ..networks import NetworkConfig, build_network
 from ..networks.affine_net import batched_affine_map
+from ..optimisation.affine_opt import refine_affines
 from .config import TrainConfig, load_config
 from .data import PairSource, check_subjects, list_label_maps, list_subjects, load_cached, training_grid
 from .objective import STAGES, Objective
@@ -273,7 +274,8 @@ class Trainer:
         return batch
 
     def validate(self, stage: str) -> dict:
-        """Mean label Dice and fold fraction (det J <= 0) on the validation pairs at the working resolution."""
+        """Mean label Dice and fold fraction (det J <= 0) on the validation pairs at the working resolution
+        (in the deformable stages from the refined affine when ``train.affine_refine`` > 0, as in training)."""
         t = self.config.train
         pairs = []
         if self.val_records:
@@ -298,8 +300,12 @@ class Trainer:
                 if stage.startswith("affine"):
                     phi = batched_affine_map(affine.matrix, affine.translation, self.grid)
                 else:
-                    phi = self.network.deformable(fixed, self.grid, moving, self.grid, affine.matrix,
-                                                  affine.translation, vsvf_steps).phi
+                    matrix, translation = affine.matrix, affine.translation
+                    if t.affine_refine:
+                        matrix, translation = refine_affines(fixed, moving, self.grid, matrix, translation,
+                                                             t.affine_refine)
+                    phi = self.network.deformable(fixed, self.grid, moving, self.grid, matrix, translation,
+                                                  vsvf_steps).phi
                 det = det_jacobian(phi.double(), self.grid)
                 folds.append(float((det <= 0).double().mean()))
                 det_min.append(float(det.min()))
