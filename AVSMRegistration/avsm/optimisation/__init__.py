@@ -2,4 +2,4 @@
 from .affine_opt import AffineParameters, optimise_affine, refine_affines
 from .vsvf_opt import PriorDeformation, VSVFSettings, VSVFResult, optimise_vsvf, vsvf_maps
 
-__all__ = ["AffineParameters", "optimise_affine", "VSVFSettings", "VSVFResult", "optimise_vsvf", "vsvf_maps", "PriorDeformation"]
+__all__ = ["AffineParameters", "optimise_affine", "refine_affines", "VSVFSettings", "VSVFResult", "optimise_vsvf", "vsvf_maps", "PriorDeformation"]

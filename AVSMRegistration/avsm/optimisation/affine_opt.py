@@ -114,7 +114,6 @@ def refinement_schedule(iterations: int) -> tuple[tuple[float, ...], tuple[int, 
     return REFINE_SCALES, (coarse, iterations - coarse)
 
 
-
 def refine_affines(fixed: torch.Tensor, moving: torch.Tensor, grid: Grid, matrix: torch.Tensor,
                    translation: torch.Tensor, iterations: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Refine a batch of affines as :func:`avsm.register` refines the network's at test time (training-time use).
