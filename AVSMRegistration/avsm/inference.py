@@ -19,7 +19,7 @@ from .geometry import Grid
 from .models import ModelEntry, bundled_models, load_checkpoint, sha256_of
 from .networks import NetworkConfig, RegistrationNetwork, build_network
 from .optimisation import AffineParameters
-from .optimisation.affine_opt import optimise_affine, refinement_schedule
+from .optimisation.affine_opt import refine_affine
 
 
 @dataclass
@@ -91,7 +91,7 @@ def predict(method: str, checkpoint_entry: ModelEntry, fixed_w: torch.Tensor, fi
 
     ``initial`` is the starting affine (the centre-of-mass translation); ``affine_steps`` and ``vsvf_steps``
     override the network's test-time step counts. ``affine_refine`` N > 0 refines the affine network's result
-    for this pair with N Adam iterations of mk-LNCC (``refinement_schedule``; ``centre``: the fixed image's
+    for this pair with N Adam iterations of mk-LNCC (``refine_affine``; ``centre``: the fixed image's
     centre of mass, LPS mm, the centre of the linear part) before the deformable network runs from it.
     The networks run under ``torch.inference_mode``: no autograd state.
     """
@@ -114,9 +114,8 @@ def predict(method: str, checkpoint_entry: ModelEntry, fixed_w: torch.Tensor, fi
     if affine_refine:
         progress(0.2, f"refining the affine ({affine_refine} iterations)")
         tick = time.perf_counter()
-        scales, iterations = refinement_schedule(affine_refine)
-        refined = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, AffineParameters(matrix, translation),
-                                  centre, scales=scales, iterations=iterations)
+        refined = refine_affine(fixed_w, fixed_grid, moving_w, moving_grid, AffineParameters(matrix, translation),
+                                centre, affine_refine)
         matrix, translation = refined.matrix, refined.translation
         timings["affine_refine"] = time.perf_counter() - tick
     progress(0.3, "deformable network")

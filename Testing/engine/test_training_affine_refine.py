@@ -56,6 +56,13 @@ def test_refine_affines_recovers_each_pairs_translation():
         assert torch.equal(original, now)  # the inputs are not touched
 
 
+def test_zero_iterations_return_the_affines_unchanged():
+    fixed, moving = _shifted_pairs()
+    matrix, translation = torch.eye(3).expand(2, 3, 3) * 1.01, SHIFTS * 0.5
+    same_matrix, same_translation = refine_affines(fixed, moving, GRID, matrix, translation, 0)
+    assert torch.equal(same_matrix, matrix) and torch.equal(same_translation, translation)
+
+
 def _zero_momentum_network():
     torch.manual_seed(0)
     network = build_network(NetworkConfig(method="avsm", affine_width=2, affine_hidden=4,

@@ -114,17 +114,27 @@ def refinement_schedule(iterations: int) -> tuple[tuple[float, ...], tuple[int, 
     return REFINE_SCALES, (coarse, iterations - coarse)
 
 
+def refine_affine(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, moving_grid: Grid,
+                  init: AffineParameters, centre: Sequence[float], iterations: int) -> AffineParameters:
+    """The network methods' affine refinement of one pair: :func:`optimise_affine` from ``init`` for ``iterations``
+    Adam steps on the :func:`refinement_schedule` (``centre``: the fixed centre of mass, LPS mm)."""
+    scales, counts = refinement_schedule(iterations)
+    return optimise_affine(fixed, fixed_grid, moving, moving_grid, init, centre, scales=scales, iterations=counts)
+
+
 def refine_affines(fixed: torch.Tensor, moving: torch.Tensor, grid: Grid, matrix: torch.Tensor,
                    translation: torch.Tensor, iterations: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Refine a batch of affines as :func:`avsm.register` refines the network's at test time (training-time use).
+    """Refine a batch of affines with :func:`refine_affine`, as :func:`avsm.register` refines the network's at
+    test time (training-time use).
 
     ``fixed`` and ``moving`` are ``B x 1 x D x H x W`` tensors in [0, 1] on the same ``grid``; ``matrix``
-    (``B x 3 x 3``) and ``translation`` (``B x 3``) map fixed to moving physical points. Each pair gets
-    ``iterations`` Adam steps of mk-LNCC (:func:`refinement_schedule`), the linear part centred on the fixed
-    image's intensity centre of mass. Returns detached tensors of the input's shapes, dtype and device.
+    (``B x 3 x 3``) and ``translation`` (``B x 3``) map fixed to moving physical points. Each pair's linear part
+    is centred on the fixed image's intensity centre of mass. Returns detached tensors of the input's shapes,
+    dtype and device: the inputs themselves for 0 iterations.
     """
+    if iterations == 0:
+        return matrix.detach(), translation.detach()
     points = physical_points(grid, device=fixed.device, dtype=fixed.dtype).reshape(3, -1)  # 3 x N
-    scales, counts = refinement_schedule(iterations)
     matrices, translations = [], []
     for b in range(fixed.shape[0]):
         weights = fixed[b, 0].detach().flatten().clamp_min(0)
@@ -132,8 +142,8 @@ def refine_affines(fixed: torch.Tensor, moving: torch.Tensor, grid: Grid, matrix
         init = AffineParameters(matrix[b].detach().double().cpu().numpy(),
                                 translation[b].detach().double().cpu().numpy())
         with torch.enable_grad():
-            refined = optimise_affine(fixed[b:b + 1].detach(), grid, moving[b:b + 1].detach(), grid, init, centre,
-                                      scales=scales, iterations=counts)
+            refined = refine_affine(fixed[b:b + 1].detach(), grid, moving[b:b + 1].detach(), grid, init, centre,
+                                    iterations)
         matrices.append(refined.matrix)
         translations.append(refined.translation)
     return (torch.as_tensor(np.stack(matrices), dtype=matrix.dtype, device=matrix.device),

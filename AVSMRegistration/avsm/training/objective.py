@@ -86,9 +86,7 @@ class Objective(nn.Module):
             return loss, stats
         with torch.no_grad():
             affine = net.affine(fixed, grid, moving, grid, eye, zero, s.train_affine_steps)
-        matrix, translation = affine.matrix, affine.translation
-        if s.affine_refine:
-            matrix, translation = refine_affines(fixed, moving, grid, matrix, translation, s.affine_refine)
+        matrix, translation = refine_affines(fixed, moving, grid, affine.matrix, affine.translation, s.affine_refine)
         steps = s.step_counts(stage)[1]
         out = net.deformable(fixed, grid, moving, grid, matrix, translation, steps)
         if net.config.method == "avsm":

@@ -300,10 +300,8 @@ class Trainer:
                 if stage.startswith("affine"):
                     phi = batched_affine_map(affine.matrix, affine.translation, self.grid)
                 else:
-                    matrix, translation = affine.matrix, affine.translation
-                    if t.affine_refine:
-                        matrix, translation = refine_affines(fixed, moving, self.grid, matrix, translation,
-                                                             t.affine_refine)
+                    matrix, translation = refine_affines(fixed, moving, self.grid, affine.matrix, affine.translation,
+                                                         t.affine_refine)
                     phi = self.network.deformable(fixed, self.grid, moving, self.grid, matrix, translation,
                                                   vsvf_steps).phi
                 det = det_jacobian(phi.double(), self.grid)
