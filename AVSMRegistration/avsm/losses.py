@@ -10,14 +10,19 @@ Images are ``B x 1 x D x H x W`` in [0, 1].
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 
 def box_sum(x: torch.Tensor, size: int, dilation: int = 1, stride: int = 1) -> torch.Tensor:
-    """Sum over dilated ``size^3`` boxes (valid positions only), as three separable 1-D passes."""
+    """Sum over dilated ``size^3`` boxes (valid positions only), as three separable 1-D passes.
+
+    Undilated boxes come from cumulative sums (cost independent of ``size``), dilated ones from 1-D convolutions.
+    """
+    if dilation == 1:
+        return _box_sum_cumulative(x, size, stride)
     c = x.shape[1]
     out = x
     for axis in range(3):
@@ -32,19 +37,40 @@ def box_sum(x: torch.Tensor, size: int, dilation: int = 1, stride: int = 1) -> t
     return out
 
 
-def _lncc_squared(warped: torch.Tensor, fixed: torch.Tensor, size: int, dilation: int, stride: int,
-                  eps: float) -> torch.Tensor:
-    n = float(size**3)
-    # a fixed image without gradient has constant sums: keep them out of the backward pass (3 channels, not 5)
-    with torch.set_grad_enabled(torch.is_grad_enabled() and fixed.requires_grad):
-        fixed_sums = box_sum(torch.cat([fixed, fixed * fixed], dim=1), size, dilation, stride)
-    sums = torch.cat([fixed_sums, box_sum(torch.cat([warped, warped * warped, fixed * warped], dim=1),
-                                          size, dilation, stride)], dim=1)
-    s_i, s_ii, s_j, s_jj, s_ij = sums.unbind(dim=1)
+def _box_sum_cumulative(x: torch.Tensor, size: int, stride: int) -> torch.Tensor:
+    """Undilated box sums along each spatial axis as differences of a cumulative sum, then strided."""
+    out = x
+    for dim in (2, 3, 4):
+        n = out.shape[dim]
+        cumulative = F.pad(torch.cumsum(out, dim), [0, 0] * (4 - dim) + [1, 0])
+        out = cumulative.narrow(dim, size, n - size + 1) - cumulative.narrow(dim, 0, n - size + 1)
+        if stride > 1:
+            out = out[(slice(None),) * dim + (slice(None, None, stride),)]
+    return out
+
+
+def _lncc_from_sums(fixed_sums: torch.Tensor, moving_sums: torch.Tensor, n: float, eps: float) -> torch.Tensor:
+    """Squared local correlation from box sums: ``fixed_sums`` (s_i, s_ii), ``moving_sums`` (s_j, s_jj, s_ij)."""
+    s_i, s_ii = fixed_sums.unbind(dim=1)
+    s_j, s_jj, s_ij = moving_sums.unbind(dim=1)
     cross = s_ij - s_i * s_j / n
     var_i = s_ii - s_i * s_i / n
     var_j = s_jj - s_j * s_j / n
     return cross * cross / (var_i * var_j + eps)
+
+
+def _fixed_sums(fixed: torch.Tensor, size: int, dilation: int, stride: int) -> torch.Tensor:
+    # a fixed image without gradient has constant sums: keep them out of the backward pass (3 channels, not 5)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and fixed.requires_grad):
+        return box_sum(torch.cat([fixed, fixed * fixed], dim=1), size, dilation, stride)
+
+
+def _lncc_squared(warped: torch.Tensor, fixed: torch.Tensor, size: int, dilation: int, stride: int,
+                  eps: float, fixed_sums: torch.Tensor | None = None) -> torch.Tensor:
+    if fixed_sums is None:
+        fixed_sums = _fixed_sums(fixed, size, dilation, stride)
+    moving_sums = box_sum(torch.cat([warped, warped * warped, fixed * warped], dim=1), size, dilation, stride)
+    return _lncc_from_sums(fixed_sums, moving_sums, float(size**3), eps)
 
 
 @dataclass(frozen=True)
@@ -77,18 +103,43 @@ class MultiKernelLNCC(torch.nn.Module):
         smallest = min(shape)
         return LNCC_SETS[0 if smallest >= 128 else 1 if smallest >= 64 else 2]
 
-    def forward(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
-        smallest = min(fixed.shape[2:])
-        loss = fixed.new_zeros(())
-        for scale in self.scales_for(fixed.shape[2:]):
+    def windows(self, shape: Sequence[int]) -> list[tuple[int, int, int, float]]:
+        """(size, dilation, stride, weight) of each window for an image of spatial ``shape`` (D, H, W)."""
+        smallest = min(shape)
+        windows = []
+        for scale in self.scales_for(shape):
             size = max(int(smallest * scale.size_ratio), 2)
             dilation = scale.dilation
             while (size - 1) * dilation + 1 > smallest and dilation > 1:
                 dilation -= 1
             size = min(size, smallest)
             stride = max(int((size + 1) * self.stride_ratio), 1)
+            windows.append((size, dilation, stride, scale.weight))
+        return windows
+
+    def forward(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        loss = fixed.new_zeros(())
+        for size, dilation, stride, weight in self.windows(fixed.shape[2:]):
             lncc = _lncc_squared(warped, fixed, size, dilation, stride, self.eps)
-            loss = loss + scale.weight * (1.0 - lncc.mean())
+            loss = loss + weight * (1.0 - lncc.mean())
+        return loss
+
+    def against(self, fixed: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The loss against one fixed image (no gradient), its box sums computed once: ``loss(warped)``.
+
+        Equal to ``self(warped, fixed)``; for optimisers that evaluate many warps of one pair.
+        """
+        fixed = fixed.detach()
+        windows = self.windows(fixed.shape[2:])
+        sums = [_fixed_sums(fixed, size, dilation, stride) for size, dilation, stride, _ in windows]
+
+        def loss(warped: torch.Tensor) -> torch.Tensor:
+            total = fixed.new_zeros(())
+            for (size, dilation, stride, weight), fixed_sums in zip(windows, sums):
+                lncc = _lncc_squared(warped, fixed, size, dilation, stride, self.eps, fixed_sums)
+                total = total + weight * (1.0 - lncc.mean())
+            return total
+
         return loss
 
 

@@ -23,6 +23,8 @@ from ..losses import MultiKernelLNCC, LNCCScale
 from ..maps import apply_affine, compose, upsample_map, warp_image
 from ..smoothing import DEFAULT_WEIGHTS, MultiGaussianSmoother, default_sigmas_mm
 from .affine_opt import AffineParameters
+from .light_adam import LightAdam
+from .pyramid import downsample
 
 
 # Tuned on malf2012 training pairs 1010-1018 (never the held-out 1000-1009), benchmarks/tuning/*.csv:
@@ -34,16 +36,33 @@ BRAIN_LNCC_SCALES = (LNCCScale(1 / 16, 0.3, 1), LNCCScale(1 / 8, 0.7, 1))
 
 @dataclass
 class VSVFSettings:
-    """Settings of vSVF optimisation (defaults tuned on training pairs, see above)."""
+    """Settings of vSVF optimisation (defaults tuned on training pairs, see above).
+
+    ``levels`` is the coarse-to-fine schedule: (image scale relative to the working grid, iterations) per level,
+    finest last; ``None`` means one level at the working grid with ``iterations`` iterations. A level stops
+    early when its loss has fallen by less than ``plateau`` (relative) over the last ``patience`` iterations.
+    """
 
     iterations: int = 60
     learning_rate: float = 2.0  # mm of momentum per Adam step
     regularisation: float = 10.0  # lambda_vr of AVSM Eq. 5 (domain-normalised units, as the paper)
     time_steps: int = 10  # RK4 steps for unit time
+    # RK4 steps while optimising (None: time_steps); 0 takes psi^{-1} = id - v, the first-order map, during the
+    # iterations only: the returned maps are always integrated with time_steps RK4 steps
+    search_time_steps: Optional[int] = None
     sigma_fractions: Sequence[float] = BRAIN_SIGMA_FRACTIONS  # multi-Gaussian sigmas, fractions of the domain
     sigma_weights: Sequence[float] = DEFAULT_WEIGHTS  # increasing with sigma, as the paper
     map_resolution_factor: float = 2.0  # momentum/map grid is this many times coarser than the working grid
     lncc_scales: Optional[Sequence[LNCCScale]] = BRAIN_LNCC_SCALES  # None: the reference set for the image size
+    levels: Optional[Sequence[tuple[float, int]]] = None
+    plateau: float = 0.0  # 0: never stop early
+    patience: int = 5
+
+    def schedule(self) -> tuple[tuple[float, int], ...]:
+        """The levels to run: ``levels``, or the working grid alone for ``iterations`` iterations."""
+        if self.levels is None:
+            return ((1.0, self.iterations),)
+        return tuple((float(scale), int(count)) for scale, count in self.levels)
 
 
 @dataclass
@@ -87,46 +106,35 @@ def optimise_vsvf(
     progress: Optional[Callable[[float, str], None]] = None,
     prior: Optional[PriorDeformation] = None,
 ) -> VSVFResult:
-    """Adam over the momentum; ``fixed``/``moving`` are ``1 x 1 x D x H x W`` working tensors in [0, 1].
+    """Adam over the momentum, coarse to fine; ``fixed``/``moving`` are ``1 x 1 x D x H x W`` working tensors in [0, 1].
 
-    With a ``prior``, the returned deformation is the composition psi_0^{-1} ∘ psi^{-1} (and its inverse
-    psi ∘ psi_0), both on the momentum's map grid; the regulariser acts on the new step only.
+    The momentum lives on one map grid, ``map_resolution_factor`` times coarser than the working grid; each level
+    of ``settings.schedule()`` compares the images resampled to that level's scale (anti-aliased), so coarse
+    levels cost little beyond the integration and the finest level sees every working voxel. With a ``prior``, the returned deformation is the
+    composition psi_0^{-1} ∘ psi^{-1} (and its inverse psi ∘ psi_0), both on the final map grid; the
+    regulariser acts on the new step only.
     """
     device = fixed.device
+    schedule = settings.schedule()
+    total = max(sum(count for _, count in schedule), 1)
     map_grid = coarser_grid(fixed_grid, settings.map_resolution_factor)
-    sigmas = default_sigmas_mm(map_grid, settings.sigma_fractions)
-    smoother = MultiGaussianSmoother(map_grid, sigmas, settings.sigma_weights).to(device)
-    extent = float(np.mean([(n - 1) * s for n, s in zip(map_grid.size_xyz, map_grid.spacing)]))
+    smoother = MultiGaussianSmoother(map_grid, default_sigmas_mm(map_grid, settings.sigma_fractions),
+                                     settings.sigma_weights).to(device)
     if initial_momentum is None:
         momentum = torch.zeros((1, 3, *map_grid.shape), device=device)
     else:
         momentum = initial_momentum.detach().clone().to(device)
     momentum.requires_grad_(True)
     matrix, translation = affine.tensors(device)
-    if prior is not None:
-        prior_deformation = prior.deformation.to(device)
+    prior_deformation = prior.deformation.to(device) if prior is not None else None
     similarity = MultiKernelLNCC(settings.lncc_scales)
-    optimiser = torch.optim.Adam([momentum], lr=settings.learning_rate)
-    losses = []
-    for step in range(settings.iterations):
-        optimiser.zero_grad(set_to_none=True)
-        velocity, deformation, _ = vsvf_maps(momentum, smoother, map_grid, settings.time_steps, with_inverse=False)
-        if prior is not None:
-            deformation = compose(prior_deformation, prior.grid, deformation)
-        phi = apply_affine(matrix, translation, upsample_map(deformation, fixed_grid))
-        warped = warp_image(moving, moving_grid, phi)
-        sim = similarity(warped, fixed)
-        # <m, v> in domain-normalised units (coordinates / extent), averaged over the grid (AVSM Eq. 5).
-        # As the authors' code (reference/avsm.md §5.2), the pointwise product m.v is clamped at 0 before
-        # summing: <m, Km> is >= 0 in total but can be negative locally, and those parts are not rewarded.
-        reg = settings.regularisation * (momentum * velocity).sum(dim=1).clamp_min(0).mean() / extent**2
-        loss = sim + reg
-        loss.backward()
-        optimiser.step()
-        losses.append((sim.item(), reg.item()))
-        if progress is not None:
-            progress((step + 1) / settings.iterations,
-                     f"step {step + 1}/{settings.iterations}, similarity {sim.item():.4f}, regulariser {reg.item():.4f}")
+    losses: list = []
+    for level, (scale, count) in enumerate(schedule):
+        fixed_l, fixed_grid_l = downsample(fixed, fixed_grid, scale)
+        moving_l, moving_grid_l = downsample(moving, moving_grid, scale)
+        losses += _optimise_level(momentum, smoother, map_grid, fixed_grid_l, moving_l, moving_grid_l, matrix,
+                                  translation, prior_deformation, prior, similarity.against(fixed_l), settings, count,
+                                  _level_progress(progress, len(losses), count, total, level, len(schedule)))
     with torch.no_grad():
         velocity, deformation, inverse = vsvf_maps(momentum, smoother, map_grid, settings.time_steps, with_inverse=True)
         if prior is not None:
@@ -135,3 +143,66 @@ def optimise_vsvf(
             prior_inverse = compose(prior.inverse.to(device), prior.grid, physical_points(map_grid, device=device))
             inverse = compose(inverse, map_grid, prior_inverse)
     return VSVFResult(momentum.detach(), velocity, deformation, inverse, map_grid, losses)
+
+
+def _level_progress(progress: Optional[Callable[[float, str], None]], done: int, count: int, total: int, level: int,
+                    levels: int) -> Optional[Callable[[int, float, float], None]]:
+    if progress is None:
+        return None
+
+    def report(step: int, sim: float, reg: float) -> None:
+        prefix = f"level {level + 1}/{levels}, " if levels > 1 else ""
+        progress((done + step + 1) / total,
+                 f"{prefix}step {step + 1}/{count}, similarity {sim:.4f}, regulariser {reg:.4f}")
+
+    return report
+
+
+def _optimise_level(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map_grid: Grid, fixed_grid: Grid, moving: torch.Tensor, moving_grid: Grid, matrix: torch.Tensor,
+                    translation: torch.Tensor, prior_deformation: Optional[torch.Tensor],
+                    prior: Optional[PriorDeformation], similarity: Callable[[torch.Tensor], torch.Tensor],
+                    settings: VSVFSettings, count: int,
+                    progress: Optional[Callable[[int, float, float], None]]) -> list[tuple[float, float]]:
+    """``count`` Adam steps on ``momentum`` (in place) at one level; returns (similarity, regulariser) per step."""
+    extent = float(np.mean([(n - 1) * s for n, s in zip(map_grid.size_xyz, map_grid.spacing)]))
+    optimiser = LightAdam([momentum], lr=settings.learning_rate)
+    losses: list[tuple[float, float]] = []
+    for step in range(count):
+        optimiser.zero_grad()
+        velocity, deformation = _search_map(momentum, smoother, map_grid, settings)
+        if prior is not None:
+            deformation = compose(prior_deformation, prior.grid, deformation)
+        phi = apply_affine(matrix, translation, upsample_map(deformation, fixed_grid))
+        sim = similarity(warp_image(moving, moving_grid, phi))
+        # <m, v> in domain-normalised units (coordinates / extent), averaged over the grid (AVSM Eq. 5).
+        # As the authors' code, the pointwise product m.v is clamped at 0 before summing: <m, Km> is >= 0 in
+        # total but can be negative locally, and those parts are not rewarded.
+        reg = settings.regularisation * (momentum * velocity).sum(dim=1).clamp_min(0).mean() / extent**2
+        loss = sim + reg
+        loss.backward()
+        optimiser.step()
+        losses.append((sim.item(), reg.item()))
+        if progress is not None:
+            progress(step, losses[-1][0], losses[-1][1])
+        if _on_plateau(losses, settings.plateau, settings.patience):
+            break
+    return losses
+
+
+def _search_map(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map_grid: Grid,
+                settings: VSVFSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """(velocity, psi^{-1}) as the iterations see them: RK4 with ``search_time_steps`` steps, or id - v for 0."""
+    steps = settings.time_steps if settings.search_time_steps is None else settings.search_time_steps
+    if steps == 0:
+        velocity = smoother(momentum)
+        return velocity, physical_points(map_grid, device=momentum.device, dtype=momentum.dtype) - velocity
+    velocity, deformation, _ = vsvf_maps(momentum, smoother, map_grid, steps, with_inverse=False)
+    return velocity, deformation
+
+
+def _on_plateau(losses: Sequence[tuple[float, float]], plateau: float, patience: int) -> bool:
+    """True when the total loss fell by less than ``plateau`` (relative) over the last ``patience`` steps."""
+    if plateau <= 0 or len(losses) <= patience:
+        return False
+    now, before = sum(losses[-1]), sum(losses[-1 - patience])
+    return before - now < plateau * abs(before)
