@@ -16,12 +16,12 @@ import torch
 
 from avsm.errors import AVSMError
 from avsm.training import load_config, train
-from avsm.training.config import MALF_HELD_OUT
 from avsm.training.data import training_grid
 from avsm.training.synthetic import synthesise
-from engine_fixtures import REPO, blob_image
+from engine_fixtures import REPO, blob_image, load_script
 
-CONFIGS = REPO / "AVSMRegistration" / "avsm" / "training" / "configs"
+CONFIGS = REPO / "benchmarks" / "training_configs"
+MALF_HELD_OUT = load_script("benchmark_data", "benchmarks/benchmark_data.py").HELD_OUT
 
 
 def write_dataset(root: Path, subjects: int = 4, label_maps: int = 2) -> None:

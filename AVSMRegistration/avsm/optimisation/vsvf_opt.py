@@ -25,7 +25,7 @@ from ..smoothing import DEFAULT_WEIGHTS, MultiGaussianSmoother, default_sigmas_m
 from .affine_opt import AffineParameters
 
 
-# Tuned on malf2012 training pairs 1010-1018 (never the held-out 1000-1009), benchmarks/tuning/*.csv:
+# Tuned on malf2012 training pairs 1010-1018 (never the held-out evaluation subjects), benchmarks/tuning/*.csv:
 # the paper's sigmas (0.05-0.25 of the domain) and coarse windows suit knees at 0.36 mm, not inter-subject
 # brains at 2 mm (Dice 0.52 vs 0.60 with these, no folds either way).
 BRAIN_SIGMA_FRACTIONS = (0.02, 0.04, 0.06, 0.08, 0.1)
