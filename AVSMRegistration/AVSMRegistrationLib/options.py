@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from avsm.checkpoints import models_dir  # torch-free: import avsm loads no pipeline
+
 from .errors import RegistrationInputError
 
 
@@ -27,7 +29,7 @@ METHODS: tuple[Method, ...] = (
 )
 METHOD_KEYS = tuple(m.key for m in METHODS)
 NETWORK_METHOD_KEYS = ("avsm", "voxelmorph")
-MODELS_MANIFEST = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "manifest.json"
+MODELS_MANIFEST = models_dir() / "manifest.json"  # the engine's bundled models (package data of avsm)
 
 
 def default_method(manifest: Path = MODELS_MANIFEST) -> str:
