@@ -1,5 +1,5 @@
-"""Bad input: one clear line on stderr naming the problem, a non-zero exit, no partial output, and the
-input files untouched (engine item 8). One test per case, through the real command line entry point."""
+"""The avsm command line on bad input: one clear line on stderr naming the problem, a non-zero exit, no partial
+output, and the input files untouched. One test per case, through the real command line entry point."""
 import hashlib
 import subprocess
 import sys

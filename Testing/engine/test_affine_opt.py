@@ -1,24 +1,15 @@
-"""``train.affine_refine``: the deformable stages train from the refined affine, as ``avsm.register`` runs them.
-
-:func:`avsm.optimisation.refine_affines` refines a batch of affines pair by pair; checked against known
-translations, then through the objective (a momentum network that outputs zero leaves the affine alone, so
-the stage's similarity is the affine's) and a tiny training run. A negative count is refused by name.
-"""
+"""avsm.optimisation.affine_opt: the refinement schedule of one pair, and ``refine_affines``, which refines a
+batch of affines pair by pair, against known translations."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from avsm.errors import AVSMError
 from avsm.geometry import Grid, physical_points
 from avsm.maps import apply_affine, warp_image
-from avsm.networks import NetworkConfig, build_network
 from avsm.optimisation import refine_affines
-from avsm.training import load_config, train
-from avsm.training.config import TrainSettings
-from avsm.training.objective import Objective
-from test_training import tiny_config
+from avsm.optimisation.affine_opt import refinement_schedule
 
 GRID = Grid(shape=(40, 40, 40), spacing=(2.0, 2.0, 2.0), origin=(-39.0, -39.0, -39.0),
             direction=tuple(np.eye(3).ravel()))
@@ -63,34 +54,12 @@ def test_zero_iterations_return_the_affines_unchanged():
     assert torch.equal(same_matrix, matrix) and torch.equal(same_translation, translation)
 
 
-def _zero_momentum_network():
-    torch.manual_seed(0)
-    network = build_network(NetworkConfig(method="avsm", affine_width=2, affine_hidden=4,
-                                          momentum_widths=(2, 4, 4, 4, 4), affine_steps=1, time_steps=2))
-    with torch.no_grad():
-        for parameter in network.momentum_net.parameters():
-            parameter.zero_()
-    return network
+@pytest.mark.parametrize("iterations, expected", [(30, (20, 10)), (15, (10, 5)), (1, (1, 0)), (0, (0, 0))])
+def test_refinement_schedule_puts_two_thirds_at_the_coarse_scale(iterations, expected):
+    scales, counts = refinement_schedule(iterations)
+    assert scales == (0.25, 0.5) and counts == expected and sum(counts) == iterations
 
 
-def test_the_deformable_stage_starts_from_the_refined_affine():
-    fixed, moving = (t[:1] for t in _shifted_pairs())
-    network = _zero_momentum_network()
-    settings = dict(train_affine_steps=1, train_vsvf_steps=1)
-    plain = Objective(network, GRID, TrainSettings(**settings))(fixed, moving, "deformable", 0)[1]
-    refined = Objective(network, GRID, TrainSettings(affine_refine=30, **settings))(fixed, moving, "deformable", 0)[1]
-    # zero momentum: phi is the affine, so the similarity is the affine's, and refinement must improve it
-    assert refined["regulariser"] == pytest.approx(0.0, abs=1e-8)
-    assert refined["similarity"] < plain["similarity"] - 0.05, (plain["similarity"], refined["similarity"])
-
-
-def test_a_tiny_run_trains_from_the_refined_affine(tmp_path):
-    path = tiny_config(tmp_path, affine_epochs=0, multi_epochs=0, deformable_epochs=1, extra="affine_refine = 3\n")
-    assert load_config(path).train.affine_refine == 3
-    model = train(path)
-    assert model.exists()
-
-
-def test_a_negative_refinement_count_is_refused_by_name(tmp_path):
-    with pytest.raises(AVSMError, match=r"config field train.affine_refine must be >= 0 \(got -1\)"):
-        load_config(tiny_config(tmp_path, extra="affine_refine = -1\n"))
+def test_refinement_schedule_refuses_a_negative_count():
+    with pytest.raises(ValueError, match="must be >= 0"):
+        refinement_schedule(-1)

@@ -1,4 +1,5 @@
-"""Instance optimisation as one more vSVF step composed after a prior (network) deformation.
+"""avsm.optimisation.vsvf_opt: instance optimisation as one more vSVF step composed after a prior (network)
+deformation.
 
 Closed forms: a translation prior with its exact inverse; zero iterations must return the prior itself,
 and iterations must recover what the prior missed of a known shift.

@@ -1,5 +1,8 @@
 """The trainer: configuration errors, data errors, checkpoint integrity, exact resume, DDP on 2 CPU ranks,
-and the synthetic image source. Tiny volumes and 2-4 steps each."""
+the synthetic image source, training from the refined affine (``train.affine_refine``), and native validation
+(``train.validation_native``: the real validation pairs registered at their own resolution with ``avsm.register``
+and the current weights, logged beside the working-grid Dice; the files are only read). Tiny volumes and 2-4
+steps each."""
 from __future__ import annotations
 
 import os
@@ -14,6 +17,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from avsm import register
 from avsm.errors import AVSMError
 from avsm.training import load_config, train
 from avsm.training.data import training_grid
@@ -199,8 +203,6 @@ def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tmp_path):
 
 
 def test_voxelmorph_with_dice_loss_trains_and_registers(tmp_path):
-    from avsm import register
-
     path = tiny_config(tmp_path, method="voxelmorph", affine_epochs=0, deformable_epochs=1, multi_epochs=0)
     model = train(path)
     data = tmp_path / "data"
@@ -304,3 +306,66 @@ def test_init_weights_may_change_the_fields_without_weights(tmp_path):
     assert trainer.network.config.sigma_fractions == (0.03, 0.06, 0.09, 0.12, 0.15) and trainer.network.config.time_steps == 6
     expected = _weights(model)
     assert all(torch.equal(value, expected[key]) for key, value in trainer.network.state_dict().items())
+
+
+def test_a_tiny_run_trains_from_the_refined_affine(tmp_path):
+    path = tiny_config(tmp_path, affine_epochs=0, multi_epochs=0, deformable_epochs=1, extra="affine_refine = 3\n")
+    assert load_config(path).train.affine_refine == 3
+    model = train(path)
+    assert model.exists()
+
+
+def test_a_negative_refinement_count_is_refused_by_name(tmp_path):
+    with pytest.raises(AVSMError, match=r"config field train.affine_refine must be >= 0 \(got -1\)"):
+        load_config(tiny_config(tmp_path, extra="affine_refine = -1\n"))
+
+
+def _native_config(tmp_path, method="avsm", affine_epochs=1, deformable_epochs=0, multi_epochs=1):
+    path = tiny_config(tmp_path, method=method, affine_epochs=affine_epochs, deformable_epochs=deformable_epochs,
+                       multi_epochs=multi_epochs, extra="validation_native = true\n")
+    path.write_text(path.read_text().replace("validation_count = 1", "validation_count = 2"))
+    return path
+
+
+def _scalars(run_dir, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return {e.step: e.value for e in events.Scalars(tag)} if tag in events.Tags()["scalars"] else {}
+
+
+def test_native_validation_is_the_register_result_of_the_current_weights(tmp_path):
+    path = _native_config(tmp_path)
+    data = tmp_path / "data"
+    before = _digests(data / "images") | _digests(data / "labels")
+    model = train(path)
+    assert _digests(data / "images") | _digests(data / "labels") == before
+    native = _scalars(tmp_path / "run", "validation/native_dice")
+    assert sorted(native) == [2, 4]  # after the affine epoch and after the multi-step vSVF epoch
+    # validation subjects: the last two of s0..s3; pair 0 registers s3 (moving) to s2 (fixed), with the training step
+    # counts of the last stage (3 affine steps, 2 vSVF steps) and the final weights, which are model.pt's
+    result = register(data / "images" / "s2.nii.gz", data / "images" / "s3.nii.gz", method="avsm", model=str(model),
+                      moving_labels=data / "labels" / "s3.nii.gz", fixed_labels=data / "labels" / "s2.nii.gz",
+                      affine_steps=3, vsvf_steps=2, device="cpu")
+    assert native[4] == pytest.approx(result.report["dice_mean"], rel=1e-5)
+    affine_only = register(data / "images" / "s2.nii.gz", data / "images" / "s3.nii.gz", method="avsm",
+                           model=str(model), moving_labels=data / "labels" / "s3.nii.gz",
+                           fixed_labels=data / "labels" / "s2.nii.gz", affine_steps=3, vsvf_steps=0, device="cpu")
+    assert abs(affine_only.report["dice_mean"] - result.report["dice_mean"]) > 1e-4  # the step counts matter
+    # the affine epoch scores the affine network's own result: no affine refinement, no vSVF step
+    after_affine = register(data / "images" / "s2.nii.gz", data / "images" / "s3.nii.gz", method="avsm",
+                            model=str(tmp_path / "run" / "checkpoints" / "step_0000002.pt"),
+                            moving_labels=data / "labels" / "s3.nii.gz", fixed_labels=data / "labels" / "s2.nii.gz",
+                            affine_steps=1, vsvf_steps=0, affine_refine=0, device="cpu")
+    assert native[2] == pytest.approx(after_affine.report["dice_mean"], rel=1e-5)
+    folds = _scalars(tmp_path / "run", "validation/native_fold_fraction")
+    assert folds[4] == pytest.approx(result.report["fold_fraction"], abs=1e-12)
+
+
+def test_native_validation_is_off_by_default_and_skips_voxelmorph_affine_stages(tmp_path):
+    train(tiny_config(tmp_path, name="plain"))
+    assert _scalars(tmp_path / "plain", "validation/native_dice") == {}
+    path = _native_config(tmp_path / "vm", method="voxelmorph", affine_epochs=1, deformable_epochs=1, multi_epochs=0)
+    train(path)
+    assert sorted(_scalars(tmp_path / "vm" / "run", "validation/native_dice")) == [4]
