@@ -38,7 +38,8 @@ def default_method(manifest: Path = MODELS_MANIFEST) -> str:
     The manifest names it from the measured accuracy of the models it ships (the bundled CPU-trained AVSM
     model is below vSVF optimisation on the held-out pairs, so it names "vsvf-opt"). A network method is
     accepted only when a model of that method ships; without a manifest the default is "vsvf-opt", the
-    method that needs no model. DESIGN names "avsm"; a model that earns it flips the manifest entry.
+    method that needs no model. A shipped model that beats "vsvf-opt" makes its method the default through the
+    manifest entry.
     """
     import json
 

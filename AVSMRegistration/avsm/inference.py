@@ -1,5 +1,5 @@
 """Network inference for the pipeline: load a checkpoint, run the affine and deformable networks on the
-working grids (DESIGN §4). Instance optimisation of one pair is a further vSVF step composed after the
+working grids. Instance optimisation of one pair is a further vSVF step composed after the
 network's deformation at the optimisation's working grid (``avsm.pipeline``, ``optimise_vsvf(prior=...)``).
 
 A checkpoint (bundled or from ``avsm train``) is a dict ``{"config": NetworkConfig dict, "state_dict": ...,

@@ -48,7 +48,7 @@ SLAB_VOXELS = 4_000_000
 
 @dataclass
 class RegistrationResult:
-    """Everything a registration produces; ``save`` writes the DESIGN §5 files."""
+    """Everything a registration produces; ``save`` writes the output files listed in the README."""
 
     fixed: sitk.Image
     warped: sitk.Image

@@ -117,7 +117,7 @@ def optimise_vsvf(
         warped = warp_image(moving, moving_grid, phi)
         sim = similarity(warped, fixed)
         # <m, v> in domain-normalised units (coordinates / extent), averaged over the grid (AVSM Eq. 5).
-        # As the authors' code (reference/avsm.md §5.2), the pointwise product m.v is clamped at 0 before
+        # As the authors' code (mermaid) does, the pointwise product m.v is clamped at 0 before
         # summing: <m, Km> is >= 0 in total but can be negative locally, and those parts are not rewarded.
         reg = settings.regularisation * (momentum * velocity).sum(dim=1).clamp_min(0).mean() / extent**2
         loss = sim + reg
