@@ -13,23 +13,23 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SESSION, ISSUE, DESIGN, SHARED = "sess" + "ion", "iss" + "ue", "DES" + "IGN", "../" + "shared"
+SESSION_WORD, ISSUE_WORD, DESIGN_WORD, SHARED_DIR = "sess" + "ion", "iss" + "ue", "DES" + "IGN", "../" + "shared"
 
 HISTORY = [
-    (re.compile(rf"\b{SESSION}s? (?:\d+|N)\b", re.IGNORECASE), "a work session by number"),
-    (re.compile(rf"\b(?:this|that|same|later|earlier|different|previous|between|project's) {SESSION}s?\b",
+    (re.compile(rf"\b{SESSION_WORD}s? (?:\d+|N)\b", re.IGNORECASE), "a work session by number"),
+    (re.compile(rf"\b(?:this|that|same|later|earlier|different|previous|between|project's) {SESSION_WORD}s?\b",
                 re.IGNORECASE), "the work sessions"),
-    (re.compile(rf"\b{ISSUE}s? ?#?\d+", re.IGNORECASE), "an issue by number"),
+    (re.compile(rf"\b{ISSUE_WORD}s? ?#?\d+", re.IGNORECASE), "an issue by number"),
     (re.compile(r"(?<![\w&/])#\d+\b"), "an issue by number"),
-    (re.compile(rf"\bitem \d+ of (?:the )?{ISSUE}|\bengine item \d+", re.IGNORECASE), "an item of an issue"),
-    (re.compile(rf"\b{DESIGN}\b"), "the design document, which is not in the repository"),
-    (re.compile(r"\breference §|\breference/[\w-]+\.md|" + re.escape(SHARED + "/reference")),
+    (re.compile(rf"\bitem \d+ of (?:the )?{ISSUE_WORD}|\bengine item \d+", re.IGNORECASE), "an item of an issue"),
+    (re.compile(rf"\b{DESIGN_WORD}\b"), "the design document, which is not in the repository"),
+    (re.compile(r"\breference §|\breference/[\w-]+\.md|" + re.escape(SHARED_DIR + "/reference")),
      "the reference notes, which are not in the repository"),
 ]
 PRODUCT_CODE = ("AVSMRegistration/avsm/", "AVSMRegistration/AVSMRegistrationLib/", "AVSMRegistration/AVSMRegistration.py")
 RESEARCH_ONLY = [
     (re.compile(r"\b100\d\b"), "a held-out evaluation subject (malf2012 1000-1009)"),
-    (re.compile(re.escape(SHARED)), "the data folder beside the clone"),
+    (re.compile(re.escape(SHARED_DIR)), "the data folder beside the clone"),
 ]
 
 
