@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from avsm.training.config import MALF_HELD_OUT
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("AVSM_SHARED_DATA", REPO.parent / "shared" / "data"))
 MALF2012 = Path(os.environ.get("MALF2012_DIR", SHARED_DATA / "malf2012"))
 OPEN_MS = SHARED_DATA / "open_ms_lesjak" / "cross_sectional_MNI"
-HELD_OUT: tuple[str, ...] = MALF_HELD_OUT  # malf2012 1000-1009: evaluation only, never trained or tuned on
+# malf2012 1000-1009: evaluation only, never trained or tuned on (the training configs' data.held_out)
+HELD_OUT: tuple[str, ...] = tuple(str(i) for i in range(1000, 1010))
 
 
 def malf_image(subject: str) -> Path:

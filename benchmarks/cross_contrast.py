@@ -1,4 +1,4 @@
-"""Cross-contrast check (issue 3 item 4): T1 of one open_ms_lesjak patient to the T2 and the FLAIR of another.
+"""Cross-contrast check: T1 of one open_ms_lesjak patient to the T2 and the FLAIR of another.
 
 The cross_sectional_MNI images are skull-stripped, so each image's brain mask is its non-zero voxels;
 the score is the Dice of the warped moving mask with the fixed mask (``avsm.metrics``, label 1). Pairs:

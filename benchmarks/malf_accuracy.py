@@ -1,4 +1,4 @@
-"""Accuracy benchmark on inter-subject pairs of malf2012 (issue 2 item 7, DESIGN §7).
+"""Accuracy benchmark on inter-subject pairs of malf2012 (the held-out tables of README.md and MODEL_CARD.md).
 
 Runs, on the same directed pairs of the held-out subjects 1000-1009 and in the same process:
 
@@ -14,8 +14,8 @@ Runs, on the same directed pairs of the held-out subjects 1000-1009 and in the s
 * ``voxelmorph`` – the VoxelMorph network (``--voxelmorph-model``, default the bundled one);
   these five rows run the networks' own affine (``affine_refine=0``);
   every network row runs on the model's default test-time working grid (its manifest's
-  ``inference_spacing_mm``, 2.5 mm for the bundled models since session 8; the tables recorded before
-  that were taken at their 3 mm training grid, which ``--network-spacing 3`` reproduces);
+  ``inference_spacing_mm``, 2.5 mm for the bundled models; the tables recorded before the manifest
+  named it were taken at their 3 mm training grid, which ``--network-spacing 3`` reproduces);
 * ``affine-net-r``, ``avsm-3-r``, ``avsm-io-r``, ``voxelmorph-r`` – the same with the engine's default affine
                  refinement (``--affine-refine``, 30 mk-LNCC iterations from the affine network's result)
                  before the deformable network (``avsm-io-r``: 2 vSVF steps, as ``avsm-io``);

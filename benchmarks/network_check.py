@@ -2,7 +2,7 @@
 
 Usage: ``python benchmarks/network_check.py CHECKPOINT [--pairs 1000:1001,1002:1003] [--instance-opt 0,20]``.
 Evaluation only: never tune on the held-out subjects 1000-1009. Prints one line per pair and setting
-(mean label Dice, fold fraction, det J min, seconds end to end). The full 90-pair table is issue #3's.
+(mean label Dice, fold fraction, det J min, seconds end to end). The full 90-pair table is malf_accuracy.py's.
 """
 import argparse
 import time

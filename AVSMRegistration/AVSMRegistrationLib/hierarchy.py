@@ -21,8 +21,3 @@ def place_beside(nodes, anchor) -> None:
         if node is not None:
             hierarchy.SetItemParent(_item(hierarchy, node, parent), parent)
 
-
-def parent_of(node) -> int:
-    hierarchy = node.GetScene().GetSubjectHierarchyNode()
-    item = hierarchy.GetItemByDataNode(node)
-    return hierarchy.GetItemParent(item) if item else 0

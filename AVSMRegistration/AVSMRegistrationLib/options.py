@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from avsm.checkpoints import models_dir  # torch-free: import avsm loads no pipeline
+
 from .errors import RegistrationInputError
 
 
@@ -27,7 +29,7 @@ METHODS: tuple[Method, ...] = (
 )
 METHOD_KEYS = tuple(m.key for m in METHODS)
 NETWORK_METHOD_KEYS = ("avsm", "voxelmorph")
-MODELS_MANIFEST = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "manifest.json"
+MODELS_MANIFEST = models_dir() / "manifest.json"  # the engine's bundled models (package data of avsm)
 
 
 def default_method(manifest: Path = MODELS_MANIFEST) -> str:
@@ -36,7 +38,8 @@ def default_method(manifest: Path = MODELS_MANIFEST) -> str:
     The manifest names it from the measured accuracy of the models it ships (the bundled CPU-trained AVSM
     model is below vSVF optimisation on the held-out pairs, so it names "vsvf-opt"). A network method is
     accepted only when a model of that method ships; without a manifest the default is "vsvf-opt", the
-    method that needs no model. DESIGN names "avsm"; a model that earns it flips the manifest entry.
+    method that needs no model. A shipped model that beats "vsvf-opt" makes its method the default through the
+    manifest entry.
     """
     import json
 

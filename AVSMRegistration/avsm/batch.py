@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .checkpoints import atomic_write
 from .errors import AVSMError
 
 SUMMARY_FIELDS = ("name", "status", "dice_mean", "fold_fraction", "seconds", "error")
@@ -106,12 +107,13 @@ def _run_pair(job: PairJob, outdir: str, options: dict, threads: Optional[int]) 
 
 
 def _write_summary(path: Path, records: list[dict]) -> None:
-    temporary = path.with_name(path.name + ".partial")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS)
-        writer.writeheader()
-        writer.writerows(records)
-    os.replace(temporary, path)
+    def write(temporary: Path) -> None:
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS)
+            writer.writeheader()
+            writer.writerows(records)
+
+    atomic_write(path, write)
 
 
 def run_batch(pairs_csv: str, outdir: str, options: dict, workers: int = 1, progress=None) -> list[dict]:

@@ -1,10 +1,11 @@
-"""Bundle a trained checkpoint as a shipped model: weights-only payload, sha256, manifest entry (DESIGN §5).
+"""Bundle a trained checkpoint as a shipped model: weights-only payload, sha256, manifest entry.
 
 ``python -m avsm.bundle CHECKPOINT --name NAME --training-data TEXT [--accuracy JSON] [--inference-spacing MM]
 [--models-dir DIR]``
 writes ``DIR/NAME.pt`` (``{"config", "state_dict", "working_spacing_mm", "version"}``: no optimiser or RNG
-state, so the file stays small) and adds or replaces NAME's record in ``DIR/manifest.json``. Both are
-written to temporary files and renamed, so an interrupted run leaves the previous model and manifest intact.
+state, so the file stays small) and adds or replaces NAME's record in ``DIR/manifest.json`` (default DIR: the
+package's ``avsm/bundled_models``). Both are written with :func:`avsm.checkpoints.atomic_write`, so an
+interrupted run leaves the previous model and manifest intact.
 ``--inference-spacing`` records the test-time working grid chosen on validation pairs (``inference_spacing_mm``;
 without it the model runs on its training grid).
 """
@@ -12,46 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from .checkpoints import NETWORK_KEYS, atomic_write, load, models_dir, read_manifest, sha256_of
 from .errors import AVSMError
-from .models import load_checkpoint, models_dir, sha256_of, ModelEntry
 from .networks import NetworkConfig
 
-MAX_BUNDLED_BYTES = 15 * 1024 * 1024  # DESIGN §5: keep each bundled file under 15 MB
-PAYLOAD_KEYS = ("config", "state_dict", "working_spacing_mm", "version")
-
-
-def _atomic_write(path: Path, write, check=None) -> None:
-    """Write ``path`` through a temporary file; ``check(temporary)`` may raise to keep the old file as it is."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        if check is not None:
-            check(Path(temporary))
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; shipped files are world-readable
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
-def read_manifest(directory: Path) -> dict:
-    path = directory / "manifest.json"
-    if not path.exists():
-        return {"models": []}
-    try:
-        manifest = json.loads(path.read_text())
-        manifest["models"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise AVSMError(f"model manifest {path} is malformed: {error}") from None
-    return manifest
+MAX_BUNDLED_BYTES = 15 * 1024 * 1024  # a bundled file stays under 15 MB: it ships inside the package
+PAYLOAD_KEYS = (*NETWORK_KEYS, "version")
 
 
 def bundle_model(checkpoint: Path, name: str, training_data: str, accuracy: Optional[dict] = None,
@@ -64,10 +36,7 @@ def bundle_model(checkpoint: Path, name: str, training_data: str, accuracy: Opti
     directory.mkdir(parents=True, exist_ok=True)
     if not name.replace("_", "").replace("-", "").isalnum():
         raise AVSMError(f"model name '{name}' must be letters, digits, '_' and '-' only")
-    payload = load_checkpoint(ModelEntry(name, "", Path(checkpoint), None, None))
-    missing = [k for k in PAYLOAD_KEYS[:3] if k not in payload]
-    if missing:
-        raise AVSMError(f"{checkpoint} is not an avsm checkpoint (missing: {', '.join(missing)})")
+    payload = load(Path(checkpoint))
     config = NetworkConfig.from_dict(payload["config"])
     weights = {k: payload[k] for k in PAYLOAD_KEYS if k in payload}
     target = directory / f"{name}.pt"
@@ -77,7 +46,7 @@ def bundle_model(checkpoint: Path, name: str, training_data: str, accuracy: Opti
         if size > MAX_BUNDLED_BYTES:
             raise AVSMError(f"model file would be {size / 2**20:.1f} MiB, over the {MAX_BUNDLED_BYTES / 2**20:.0f} MiB limit")
 
-    _atomic_write(target, lambda path: torch.save(weights, path), within_limit)
+    atomic_write(target, lambda path: torch.save(weights, path), within_limit)
     record = {"name": name, "method": config.method, "file": target.name, "sha256": sha256_of(target),
               "working_spacing_mm": float(payload["working_spacing_mm"]),
               **({"inference_spacing_mm": float(inference_spacing)} if inference_spacing is not None else {}),
@@ -87,7 +56,7 @@ def bundle_model(checkpoint: Path, name: str, training_data: str, accuracy: Opti
         record["notes"] = notes
     manifest = read_manifest(directory)
     manifest["models"] = [m for m in manifest["models"] if m.get("name") != name] + [record]
-    _atomic_write(directory / "manifest.json", lambda path: path.write_text(json.dumps(manifest, indent=2) + "\n"))
+    atomic_write(directory / "manifest.json", lambda path: path.write_text(json.dumps(manifest, indent=2) + "\n"))
     return record
 
 

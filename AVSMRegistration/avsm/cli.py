@@ -1,4 +1,4 @@
-"""The ``avsm`` command line (DESIGN §5): ``avsm register``, ``avsm demo``, ``avsm train``.
+"""The ``avsm`` command line: ``avsm register``, ``avsm demo``, ``avsm train``.
 
 Errors: one line on stderr (``avsm: error: ...``), exit code 2 for bad input, no partial output.
 """

@@ -1,4 +1,4 @@
-"""The one module that owns coordinate conventions (DESIGN §3).
+"""The one module that owns coordinate conventions.
 
 Conventions used everywhere in the engine:
 

@@ -1,10 +1,11 @@
 """Network inference for the pipeline: load a checkpoint, run the affine and deformable networks on the
-working grids (DESIGN §4). Instance optimisation of one pair is a further vSVF step composed after the
+working grids. Instance optimisation of one pair is a further vSVF step composed after the
 network's deformation at the optimisation's working grid (``avsm.pipeline``, ``optimise_vsvf(prior=...)``).
 
 A checkpoint (bundled or from ``avsm train``) is a dict ``{"config": NetworkConfig dict, "state_dict": ...,
 "working_spacing_mm": float}`` (training checkpoints carry more keys, which are ignored here), read with
-:func:`avsm.models.load_checkpoint` (sha256 checked first, ``torch.load(weights_only=True)``).
+:func:`avsm.checkpoints.load` (sha256 checked first, ``torch.load(weights_only=True)``), or held in memory
+(:func:`avsm.checkpoints.in_memory`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 
 from .errors import AVSMError
 from .geometry import Grid
-from .models import ModelEntry, bundled_models, load_checkpoint, sha256_of
+from .checkpoints import ModelEntry, bundled_models, load_entry, resolve_model, sha256_of
 from .networks import NetworkConfig, RegistrationNetwork, build_network
 from .optimisation import AffineParameters
 from .optimisation.affine_opt import refine_affine
@@ -28,7 +29,7 @@ class LoadedNetwork:
     config: NetworkConfig
     working_spacing_mm: float
     name: str
-    sha256: str
+    sha256: Optional[str]  # None for weights held in memory
 
 
 @dataclass
@@ -44,8 +45,6 @@ class Prediction:
 
 def default_model(method: str, model: Optional[str]) -> ModelEntry:
     """The checkpoint to use: ``model`` (a bundled name or a path), else the first bundled model of ``method``."""
-    from .models import resolve_model
-
     if model is not None:
         return resolve_model(model, method)
     for entry in bundled_models():
@@ -59,27 +58,28 @@ _LOADED: dict = {}
 
 
 def load_network(entry: ModelEntry) -> LoadedNetwork:
-    """Check and load a checkpoint into a network in eval mode (cached by path and checksum)."""
-    key = (str(entry.path), entry.sha256, entry.path.stat().st_mtime if entry.path.is_file() else None)
+    """Check and load a checkpoint into a network in eval mode (a file's is cached by path and checksum; weights
+    held in memory are built afresh each time, as they may have changed)."""
+    in_memory = entry.checkpoint is not None
+    key = None if in_memory else (str(entry.path), entry.sha256, entry.path.stat().st_mtime if entry.path.is_file() else None)
     if key in _LOADED:
         return _LOADED[key]
-    checkpoint = load_checkpoint(entry)
-    missing = [k for k in ("config", "state_dict", "working_spacing_mm") if not isinstance(checkpoint, dict) or k not in checkpoint]
-    if missing:
-        raise AVSMError(f"model file {entry.path} is not an avsm checkpoint (missing: {', '.join(missing)})")
+    checkpoint = load_entry(entry)
+    source = entry.name if in_memory else entry.path
     config = NetworkConfig.from_dict(checkpoint["config"])
     if config.method != entry.method:
-        raise AVSMError(f"model file {entry.path} holds a {config.method} network, not a {entry.method} network")
+        raise AVSMError(f"model file {source} holds a {config.method} network, not a {entry.method} network")
     network = build_network(config)
     try:
         network.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
-        raise AVSMError(f"model file {entry.path} does not match its network config: {str(error).splitlines()[0]}") from None
+        raise AVSMError(f"model file {source} does not match its network config: {str(error).splitlines()[0]}") from None
     network.eval()
     loaded = LoadedNetwork(network, config, float(checkpoint["working_spacing_mm"]), entry.name,
-                           entry.sha256 or sha256_of(entry.path))
-    _LOADED.clear()
-    _LOADED[key] = loaded
+                           None if in_memory else entry.sha256 or sha256_of(entry.path))
+    if not in_memory:
+        _LOADED.clear()
+        _LOADED[key] = loaded
     return loaded
 
 

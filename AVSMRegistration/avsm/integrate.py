@@ -19,18 +19,6 @@ def index_derivative(field: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([first, inner, last], dim=dim)
 
 
-def physical_gradient(field: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """``B x C x D x H x W`` -> ``B x C x 3 x D x H x W`` with ``[:, c, j] = d field_c / d x_j`` (mm^-1).
-
-    Central differences inside, one-sided at the faces (= linear extrapolation of a ghost voxel, as the
-    authors' ``FD_torch`` with mode 'linear').
-    """
-    # torch.gradient along (W, H, D) = index axes (i_x, i_y, i_z)
-    d_di = torch.stack([index_derivative(field, dim) for dim in (4, 3, 2)], dim=2)
-    m = torch.as_tensor(spatial_derivative_matrix(grid), dtype=field.dtype, device=field.device)
-    return torch.einsum("jk,bckdhw->bcjdhw", m, d_di)
-
-
 def index_velocity(velocity: torch.Tensor, grid: Grid) -> torch.Tensor:
     """Physical velocity (mm / unit time, x y z) -> voxel-index velocity (i_x, i_y, i_z) on ``grid``."""
     to_index = torch.as_tensor(spatial_derivative_matrix(grid).T, dtype=velocity.dtype, device=velocity.device)

@@ -1,4 +1,4 @@
-"""Jacobian determinant of a physical map and fold detection (DESIGN §3: full 3x3 det, mm/mm).
+"""Jacobian determinant of a physical map and fold detection (the full 3x3 determinant, mm/mm).
 
 The AVSM authors' code counts only the product of the diagonal partials; we compute the full
 determinant of the Jacobian of phi with respect to physical fixed coordinates.

@@ -1,6 +1,6 @@
 """Similarity losses and regularisers (lower is better).
 
-* :class:`MultiKernelLNCC` — AVSM's mk-LNCC (§2.2 / reference §5.1): squared local correlation over
+* :class:`MultiKernelLNCC` — AVSM's mk-LNCC (AVSM §2.2): squared local correlation over
   dilated box windows at several sizes, strided, no padding; eps on the unnormalised variance product.
 * :func:`ncc_loss` — global normalised cross-correlation, 1 - NCC.
 * :func:`local_ncc_loss` — VoxelMorph's windowed NCC (window 9), returned as 1 - mean(lncc).

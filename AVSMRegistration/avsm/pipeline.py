@@ -21,6 +21,7 @@ import SimpleITK as sitk
 import torch
 
 from . import __version__
+from .checkpoints import ModelEntry
 from .errors import AVSMError
 from .export import affine_transform, full_transform, inverse_transform
 from .geometry import (Grid, axis_aligned_grid_covering, image_to_tensor, physical_points, physical_to_normalised_matrix,
@@ -30,7 +31,6 @@ from .inference import LoadedNetwork, load_network, predict
 from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image_at, warp_labels, warp_labels_at
 from .metrics import dice_per_label, mean_dice
-from .models import ModelEntry
 from .numerics import flush_denormals
 from .optimisation import AffineParameters, PriorDeformation, VSVFSettings, optimise_affine, optimise_vsvf
 from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
@@ -48,7 +48,7 @@ SLAB_VOXELS = 4_000_000
 
 @dataclass
 class RegistrationResult:
-    """Everything a registration produces; ``save`` writes the DESIGN §5 files."""
+    """Everything a registration produces; ``save`` writes the output files listed in the README."""
 
     fixed: sitk.Image
     warped: sitk.Image

@@ -19,7 +19,7 @@ def foreground_mask(array: np.ndarray) -> np.ndarray:
 
 
 def normalise_intensity(image: sitk.Image) -> sitk.Image:
-    """Clip at the 0.1 / 99.9 percentiles of the foreground and map linearly to [0, 1] (DESIGN §4)."""
+    """Clip at the 0.1 / 99.9 percentiles of the foreground and map linearly to [0, 1]."""
     array = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)  # a copy of the voxels already
     values = array[foreground_mask(array)]
     low, high = np.percentile(values, [LOWER_PERCENTILE, UPPER_PERCENTILE])

@@ -3,7 +3,7 @@
 K = sum_i w_i G_sigma_i with each Gaussian normalised to unit sum on the discrete grid and sum w_i = 1,
 so K has unit DC gain. The convolution is done with FFTs on a zero-padded grid, i.e. it is a *linear*
 (non-periodic) convolution: the authors' mermaid code convolves periodically, which wraps momentum from
-one face of the domain to the opposite one; we pad instead (departure noted in DESIGN terms: boundary).
+one face of the domain to the opposite one; we pad instead (a departure at the boundary).
 Sigmas are physical (mm) and isotropic, so the smoothing is the same along every physical axis.
 """
 from __future__ import annotations

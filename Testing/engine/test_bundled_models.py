@@ -1,4 +1,4 @@
-"""The shipped models (AVSMRegistration/Resources/Models) and the bundler that writes them.
+"""The shipped models (package data in avsm/bundled_models) and the bundler that writes them.
 
 Every manifest record must point at a small weights-only file whose sha256 matches, that loads with
 ``weights_only=True`` into the network its config describes, and whose card names its training data
@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from avsm import AVSMError
-from avsm.bundle import MAX_BUNDLED_BYTES, bundle_model, read_manifest
-from avsm.models import bundled_models, models_dir, sha256_of
+from avsm.bundle import MAX_BUNDLED_BYTES, bundle_model
+from avsm.checkpoints import bundled_models, models_dir, read_manifest, sha256_of
 from avsm.networks import NetworkConfig, build_network
 
 from engine_fixtures import SAMPLE_DATA
 
-MODELS = Path(__file__).resolve().parents[2] / "AVSMRegistration" / "Resources" / "Models"
+MODELS = Path(__file__).resolve().parents[2] / "AVSMRegistration" / "avsm" / "bundled_models"
 HELD_OUT = re.compile(r"\b100[0-9]\b")
 
 

@@ -42,7 +42,7 @@ def test_momentum_unet_has_the_reference_size_at_reference_widths():
 
 def test_voxelmorph_unet_keeps_the_input_size_and_reference_parameter_count():
     net = VoxelMorphUNet()
-    assert sum(p.numel() for p in net.parameters()) == 327_331  # reference/voxelmorph.md §1.2: ~327 k
+    assert sum(p.numel() for p in net.parameters()) == 327_331  # VoxelMorph's default U-net: ~327 k
     assert net(torch.randn(1, 2, 13, 15, 11)).shape == (1, 3, 13, 15, 11)
 
 
@@ -140,7 +140,7 @@ def save_checkpoint(path, method, **overrides):
 @pytest.mark.parametrize("method", ["avsm", "voxelmorph"])
 def test_register_with_a_saved_checkpoint_writes_model_and_checksum(tmp_path, method):
     from avsm import register
-    from avsm.models import sha256_of
+    from avsm.checkpoints import sha256_of
 
     checkpoint = save_checkpoint(tmp_path / f"{method}.pt", method)
     result = register(SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz", method=method,
@@ -151,6 +151,19 @@ def test_register_with_a_saved_checkpoint_writes_model_and_checksum(tmp_path, me
     assert report["fold_fraction"] < 1e-3
     result.save(tmp_path / "out")
     assert json.loads((tmp_path / "out" / "report.json").read_text())["model_sha256"] == sha256_of(checkpoint)
+
+
+def test_weights_in_memory_register_as_their_saved_file_does(tmp_path):
+    from avsm import register
+    from avsm.checkpoints import in_memory
+
+    checkpoint = save_checkpoint(tmp_path / "avsm.pt", "avsm")
+    pair = (SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz")
+    from_file = register(*pair, method="avsm", model=str(checkpoint), device="cpu")
+    from_memory = register(*pair, method="avsm", model=in_memory("step", torch.load(checkpoint, weights_only=True)),
+                           device="cpu")
+    assert from_memory.report["model"] == "step" and from_memory.report["model_sha256"] is None
+    assert np.array_equal(sitk.GetArrayViewFromImage(from_memory.warped), sitk.GetArrayViewFromImage(from_file.warped))
 
 
 def test_checkpoint_of_the_other_method_is_refused(tmp_path):
@@ -164,7 +177,7 @@ def test_checkpoint_of_the_other_method_is_refused(tmp_path):
 
 def test_damaged_checkpoint_is_refused_with_its_reason(tmp_path):
     from avsm import AVSMError, register
-    from avsm.models import sha256_of
+    from avsm.checkpoints import sha256_of
 
     checkpoint = save_checkpoint(tmp_path / "avsm.pt", "avsm")
     (tmp_path / "avsm.pt.sha256").write_text(sha256_of(checkpoint) + "\n")

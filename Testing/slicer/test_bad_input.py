@@ -1,4 +1,4 @@
-"""Bad input gets one clear sentence and creates nothing (DESIGN §6 tier 5)."""
+"""Bad input gets one clear sentence and creates nothing."""
 from __future__ import annotations
 
 import os

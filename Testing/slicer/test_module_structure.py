@@ -98,7 +98,7 @@ def test_module_cmake_lists_every_loaded_resource():
         assert re.search(rf"^\s+{re.escape(resource)}\s*$", cmake, re.MULTILINE), resource
         assert (MODULE / resource).is_file(), resource
     assert '"requirements.txt"' in SOURCE  # read by ensureDependencies
-    assert "Resources/Models/*" in cmake and "avsm/sample_data/*" in cmake
+    assert "avsm/bundled_models/*" in cmake and "avsm/sample_data/*" in cmake
 
 
 def test_every_imported_helper_module_is_shipped():

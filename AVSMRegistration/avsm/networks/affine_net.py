@@ -1,4 +1,4 @@
-"""Recurrent multi-step affine network (AVSM §2.1; reference/avsm.md §2).
+"""Recurrent multi-step affine network (AVSM §2.1).
 
 One network with shared weights is applied T times. Step t sees (moving warped by the current affine,
 fixed) on the fixed working grid and predicts a correction (Ã_t, b̃_t), composed as in the paper:
@@ -13,7 +13,7 @@ c_t = phi_{t-1}(c), the image of the working-grid centre c, as corr(y) = (I + L)
 with e the mean physical extent of the working grid; the network outputs (L, s) (12 numbers), so its
 output is independent of units and of where the grid sits in physical space.
 
-Departures from the authors' code (reference §2.1): adaptive average pooling to a fixed 4 x 4 x 4 map
+Departures from the authors' code: adaptive average pooling to a fixed 4 x 4 x 4 map
 before the flatten (the reference flattens a feature map whose size depends on the input), so any input
 size works while the fully connected layers still see where features are (a global average would not:
 it cannot tell a shift to the left from one to the right); and a zero-initialised last layer so that

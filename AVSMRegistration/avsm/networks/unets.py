@@ -1,4 +1,4 @@
-"""The two U-nets: AVSM's momentum generator (reference/avsm.md §3) and VoxelMorph's (reference/voxelmorph.md §1.2).
+"""The two U-nets: AVSM's momentum generator (AVSM §2.2) and VoxelMorph's (VoxelMorph TMI 2019).
 
 Both accept any input size: skips are cropped or zero-padded to the decoder's size (AVSM), or the input
 is padded to a multiple of 16 and the output cropped back (VoxelMorph, four poolings).

@@ -27,7 +27,7 @@ from .light_adam import LightAdam
 from .pyramid import downsample
 
 
-# Tuned on malf2012 training pairs 1010-1018 (never the held-out 1000-1009), benchmarks/tuning/*.csv:
+# Tuned on malf2012 training pairs 1010-1018 (never the held-out evaluation subjects), benchmarks/tuning/*.csv:
 # the paper's sigmas (0.05-0.25 of the domain) and coarse windows suit knees at 0.36 mm, not inter-subject
 # brains at 2 mm (Dice 0.52 vs 0.60 with these, no folds either way).
 BRAIN_SIGMA_FRACTIONS = (0.02, 0.04, 0.06, 0.08, 0.1)
@@ -175,7 +175,7 @@ def _optimise_level(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map
         phi = apply_affine(matrix, translation, upsample_map(deformation, fixed_grid))
         sim = similarity(warp_image(moving, moving_grid, phi))
         # <m, v> in domain-normalised units (coordinates / extent), averaged over the grid (AVSM Eq. 5).
-        # As the authors' code, the pointwise product m.v is clamped at 0 before summing: <m, Km> is >= 0 in
+        # As the authors' code (mermaid) does, the pointwise product m.v is clamped at 0 before summing: <m, Km> is >= 0 in
         # total but can be negative locally, and those parts are not rewarded.
         reg = settings.regularisation * (momentum * velocity).sum(dim=1).clamp_min(0).mean() / extent**2
         loss = sim + reg

@@ -17,9 +17,6 @@ from ..errors import AVSMError
 from ..losses import LNCCScale
 from ..networks.models import NetworkConfig, doc
 
-# The malf2012 evaluation subjects: never used for training, validation or tuning (issue 3).
-MALF_HELD_OUT = tuple(str(i) for i in range(1000, 1010))
-
 
 @dataclass
 class DataConfig:

@@ -19,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from ..checkpoints import atomic_write
 from ..errors import AVSMError
 from ..geometry import Grid
 from ..preprocess import centre_of_mass, normalise_intensity, resample_to_grid
@@ -187,9 +188,7 @@ def load_cached(items: list, config: TrainConfig, kind: str, build: bool) -> lis
                 raise AVSMError(f"cache entry missing (rank 0 should have written it): {target}")
             record = preprocess_subject(item, config) if kind == "subject" else preprocess_label_map(item, config)
             cache.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(".partial")
-            torch.save(record, partial)
-            partial.replace(target)
+            atomic_write(target, lambda temporary: torch.save(record, temporary))
         records.append(torch.load(target, weights_only=True))
     return records
 

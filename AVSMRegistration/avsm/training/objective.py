@@ -1,4 +1,4 @@
-"""Training losses of the curriculum (AVSM §2.1-2.2, reference/avsm.md §2.3 and §5; VoxelMorph TMI 2019).
+"""Training losses of the curriculum (AVSM §2.1-2.2 and the authors' code; VoxelMorph TMI 2019).
 
 Stages: ``affine`` (1 step), ``affine_multi`` (T steps, symmetric), ``deformable`` (vSVF 1 step or
 VoxelMorph; affine network frozen), ``deformable_multi`` (vSVF S steps, symmetric). In a symmetric stage
@@ -90,7 +90,7 @@ class Objective(nn.Module):
         steps = s.step_counts(stage)[1]
         out = net.deformable(fixed, grid, moving, grid, matrix, translation, steps)
         if net.config.method == "avsm":
-            sim = sum(self.lncc(warped, fixed) for warped in out.step_warped)  # loss of every step (reference §4.5)
+            sim = sum(self.lncc(warped, fixed) for warped in out.step_warped)  # loss of every step, as the authors' code
             reg = s.vsvf_regularisation * sum(out.step_regularisers)
         else:
             sim = local_ncc_loss(out.warped, fixed) if s.voxelmorph_loss == "ncc" else mse_loss(out.warped, fixed)

@@ -1,4 +1,4 @@
-"""Images synthesised from label maps, in the manner of SynthMorph (Hoffmann et al., reference/voxelmorph.md §2).
+"""Images synthesised from label maps, in the manner of SynthMorph (Hoffmann et al., IEEE TMI 2022).
 
 From one label map on the training grid: a random affine and a random smooth diffeomorphism (a coarse
 Gaussian velocity integrated by scaling and squaring) move the labels (nearest neighbour); each label gets

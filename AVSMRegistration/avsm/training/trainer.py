@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +27,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .. import __version__
+from .. import __version__, checkpoints
 from ..errors import AVSMError
 from ..jacobian import det_jacobian
 from ..maps import warp_labels
 from ..metrics import dice_per_label, mean_dice
-from ..models import sha256_of
 from ..networks import NetworkConfig, build_network
 from ..networks.affine_net import batched_affine_map
 from ..optimisation.affine_opt import refine_affines
@@ -43,8 +41,7 @@ from .objective import STAGES, Objective
 from .synthetic import synthesise
 
 VALIDATION_STREAM = 2**31 - 1  # the "rank" of validation's random stream: no training rank uses it
-CHECKPOINT_KEYS = ("config", "state_dict", "working_spacing_mm", "train_config", "step", "stage", "optimiser",
-                   "scheduler", "torch_rng")
+TRAINING_KEYS = (*checkpoints.NETWORK_KEYS, "train_config", "step", "stage", "optimiser", "scheduler", "torch_rng")
 
 
 @dataclass
@@ -96,38 +93,9 @@ def validation_pair_indices(count: int, n: int) -> list[tuple[int, int]]:
     return [(k % n, (k % n + 1 + k // n) % n) for k in range(min(count, n * (n - 1)))]
 
 
-def _write_with_checksum(payload: dict, path: Path) -> None:
-    """Atomic write (temporary file, then rename) and a ``.sha256`` sidecar."""
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    digest = sha256_of(partial)
-    os.replace(partial, path)
-    sidecar = path.with_name(path.name + ".sha256")
-    sidecar_partial = sidecar.with_name(sidecar.name + ".partial")
-    sidecar_partial.write_text(f"{digest}  {path.name}\n")
-    os.replace(sidecar_partial, sidecar)
-
-
 def read_checkpoint(path: Path) -> dict:
-    """Verify a training checkpoint against its sha256 sidecar, then load it (weights only)."""
-    if not path.is_file():
-        raise AVSMError(f"checkpoint not found: {path}")
-    sidecar = path.with_name(path.name + ".sha256")
-    if not sidecar.is_file():
-        raise AVSMError(f"checkpoint {path} has no checksum file {sidecar.name}; refusing to resume from it")
-    expected = sidecar.read_text().split()[0]
-    actual = sha256_of(path)
-    if actual != expected:
-        raise AVSMError(f"checkpoint {path} fails its checksum (sha256 {actual[:12]}..., expected {expected[:12]}...): "
-                        "the file is truncated or corrupted")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise AVSMError(f"checkpoint {path} cannot be loaded ({type(error).__name__})") from None
-    missing = [k for k in CHECKPOINT_KEYS if k not in state]
-    if missing:
-        raise AVSMError(f"checkpoint {path} is not a training checkpoint (missing: {', '.join(missing)})")
-    return state
+    """A training checkpoint to resume from: its sha256 sidecar must be there and match."""
+    return checkpoints.load(path, keys=TRAINING_KEYS, require_checksum=True, what="checkpoint")
 
 
 def initial_weights(path: Path, network: NetworkConfig) -> dict:
@@ -136,11 +104,7 @@ def initial_weights(path: Path, network: NetworkConfig) -> dict:
     The weights must fit the config's network (same method, same parameter names and shapes); fields without
     weights may differ, e.g. the multi-Gaussian sigmas, RK4 steps or test-time step counts to fine-tune for.
     """
-    from ..models import checkpoint_file, load_checkpoint
-
-    state = load_checkpoint(checkpoint_file(path, network.method))
-    if not isinstance(state, dict) or "config" not in state or "state_dict" not in state:
-        raise AVSMError(f"init_weights {path} is not an avsm checkpoint (no config / state_dict)")
+    state = checkpoints.load(path, what="init_weights")
     source = NetworkConfig.from_dict(state["config"])
     expected = {k: tuple(v.shape) for k, v in build_network(network).state_dict().items()}
     held = {k: tuple(v.shape) for k, v in state["state_dict"].items()}
@@ -319,7 +283,7 @@ class Trainer:
         """Mean label Dice, folds and det J min of the real validation pairs registered at their own resolution by
         :func:`avsm.register` with the current weights (the same pairs and step counts as :meth:`validate`).
 
-        The weights go to a temporary checkpoint that ``register`` loads; the subjects' files are only read.
+        ``register`` runs the weights in memory (:func:`avsm.checkpoints.in_memory`); the subjects' files are only read.
         The affine stages score the affine network's own result (``affine_refine=0``); the deformable stages
         score what users get, with the engine's default affine refinement.
         Empty without labelled validation subjects, and for VoxelMorph in the affine stages.
@@ -334,18 +298,16 @@ class Trainer:
         affine_steps, vsvf_steps = t.step_counts(stage)
         options = {"affine_steps": affine_steps, **({"vsvf_steps": vsvf_steps} if method == "avsm" else {}),
                    **({"affine_refine": 0} if stage.startswith("affine") else {})}
+        model = checkpoints.in_memory(f"step_{self.step:07d}", self._network_payload())
         dices, folds, det_min = [], [], []
-        with tempfile.TemporaryDirectory(prefix="avsm_validation_") as tmp:
-            model = Path(tmp) / f"step_{self.step:07d}.pt"
-            _write_with_checksum(self._network_payload(), model)
-            for i, j in validation_pair_indices(t.validation_pairs, n):
-                fixed, moving = subjects[i], subjects[j]
-                report = register(str(fixed.image), str(moving.image), method=method, model=str(model),
-                                  moving_labels=str(moving.labels), fixed_labels=str(fixed.labels),
-                                  device=self.device.type, **options).report
-                dices.append(report["dice_mean"])
-                folds.append(report["fold_fraction"])
-                det_min.append(report["det_jacobian_min"])
+        for i, j in validation_pair_indices(t.validation_pairs, n):
+            fixed, moving = subjects[i], subjects[j]
+            report = register(str(fixed.image), str(moving.image), method=method, model=model,
+                              moving_labels=str(moving.labels), fixed_labels=str(fixed.labels),
+                              device=self.device.type, **options).report
+            dices.append(report["dice_mean"])
+            folds.append(report["fold_fraction"])
+            det_min.append(report["det_jacobian_min"])
         return {"native_dice": float(np.mean(dices)), "native_fold_fraction": float(np.mean(folds)),
                 "native_det_jacobian_min": float(np.min(det_min)), "native_pairs": len(dices)}
 
@@ -360,10 +322,10 @@ class Trainer:
         payload = {**self._network_payload(), "train_config": self.config.to_dict(), "step": self.step,
                    "stage": self.stage, "optimiser": self.optimiser.state_dict(),
                    "scheduler": self.scheduler.state_dict(), "torch_rng": torch.get_rng_state()}
-        _write_with_checksum(payload, path)
+        checkpoints.save(payload, path)
         for old in checkpoints_in(self.run_dir)[: -self.config.train.keep_checkpoints]:
             old.unlink()
-            old.with_name(old.name + ".sha256").unlink(missing_ok=True)
+            checkpoints.sidecar_of(old).unlink(missing_ok=True)
         return path
 
     def log(self, values: dict, prefix: str) -> None:
@@ -423,7 +385,7 @@ class Trainer:
                 self.writer.close()
         model_path = self.run_dir / "model.pt"
         if self.dist.main and self.step >= self.steps_total:
-            _write_with_checksum(self._network_payload(), model_path)
+            checkpoints.save(self._network_payload(), model_path)
         self.dist.barrier()
         return model_path
 

@@ -1,0 +1,65 @@
+"""avsm.optimisation.affine_opt: the refinement schedule of one pair, and ``refine_affines``, which refines a
+batch of affines pair by pair, against known translations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from avsm.geometry import Grid, physical_points
+from avsm.maps import apply_affine, warp_image
+from avsm.optimisation import refine_affines
+from avsm.optimisation.affine_opt import refinement_schedule
+
+GRID = Grid(shape=(40, 40, 40), spacing=(2.0, 2.0, 2.0), origin=(-39.0, -39.0, -39.0),
+            direction=tuple(np.eye(3).ravel()))
+SHIFTS = torch.tensor([[5.0, -3.0, 2.0], [-4.0, 2.0, 6.0]])  # mm, true fixed -> moving translation of each pair
+
+
+def _blobs() -> torch.Tensor:
+    """``1 x 1 x D x H x W`` smooth, asymmetric image in [0, 1]: an ellipsoid and a smaller off-centre blob."""
+    x, y, z = physical_points(GRID)[0]
+    image = torch.exp(-(x**2 / 400 + y**2 / 250 + z**2 / 150)) + 0.6 * torch.exp(-((x - 12)**2 + (y + 8)**2 + z**2) / 60)
+    return (image / image.max())[None, None]
+
+
+def _shifted_pairs() -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed: the blobs twice; moving b: the blobs moved by SHIFTS[b], so that moving(x + SHIFTS[b]) = fixed(x)."""
+    fixed = _blobs()
+    points = physical_points(GRID)
+    moving = [warp_image(fixed, GRID, apply_affine(torch.eye(3)[None], -shift[None], points)) for shift in SHIFTS]
+    return torch.cat([fixed, fixed]), torch.cat(moving)
+
+
+def test_refine_affines_recovers_each_pairs_translation():
+    fixed, moving = _shifted_pairs()
+    matrix, translation = torch.eye(3).expand(2, 3, 3).clone(), torch.zeros(2, 3)
+    before = (fixed.clone(), moving.clone(), matrix.clone(), translation.clone())
+    refined_matrix, refined_translation = refine_affines(fixed, moving, GRID, matrix, translation, 30)
+    assert refined_matrix.shape == (2, 3, 3) and refined_translation.shape == (2, 3)
+    assert refined_matrix.dtype == matrix.dtype and not refined_matrix.requires_grad
+    points = physical_points(GRID).reshape(3, -1)[:, fixed[0, 0].reshape(-1) > 0.3]  # the blobs' voxels
+    for b in range(2):  # mean distance between where the refined and the true map send them
+        error = (refined_matrix[b] @ points + (refined_translation[b] - SHIFTS[b])[:, None] - points).norm(dim=0).mean()
+        # measured: 6.2 and 7.5 mm from the identity -> 0.69 and 0.93 mm
+        assert error < 0.2 * SHIFTS[b].norm(), (b, float(error))
+    for original, now in zip(before, (fixed, moving, matrix, translation)):
+        assert torch.equal(original, now)  # the inputs are not touched
+
+
+def test_zero_iterations_return_the_affines_unchanged():
+    fixed, moving = _shifted_pairs()
+    matrix, translation = torch.eye(3).expand(2, 3, 3) * 1.01, SHIFTS * 0.5
+    same_matrix, same_translation = refine_affines(fixed, moving, GRID, matrix, translation, 0)
+    assert torch.equal(same_matrix, matrix) and torch.equal(same_translation, translation)
+
+
+@pytest.mark.parametrize("iterations, expected", [(30, (20, 10)), (15, (10, 5)), (1, (1, 0)), (0, (0, 0))])
+def test_refinement_schedule_puts_two_thirds_at_the_coarse_scale(iterations, expected):
+    scales, counts = refinement_schedule(iterations)
+    assert scales == (0.25, 0.5) and counts == expected and sum(counts) == iterations
+
+
+def test_refinement_schedule_refuses_a_negative_count():
+    with pytest.raises(ValueError, match="must be >= 0"):
+        refinement_schedule(-1)
