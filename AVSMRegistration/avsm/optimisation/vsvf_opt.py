@@ -175,8 +175,8 @@ def _optimise_level(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map
         phi = apply_affine(matrix, translation, upsample_map(deformation, fixed_grid))
         sim = similarity(warp_image(moving, moving_grid, phi))
         # <m, v> in domain-normalised units (coordinates / extent), averaged over the grid (AVSM Eq. 5).
-        # As the authors' code (mermaid) does, the pointwise product m.v is clamped at 0 before summing: <m, Km> is >= 0 in
-        # total but can be negative locally, and those parts are not rewarded.
+        # As the authors' code (mermaid) does, the pointwise product m.v is clamped at 0 before summing:
+        # <m, Km> is >= 0 in total but can be negative locally, and those parts are not rewarded.
         reg = settings.regularisation * (momentum * velocity).sum(dim=1).clamp_min(0).mean() / extent**2
         loss = sim + reg
         loss.backward()
