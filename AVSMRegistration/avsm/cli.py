@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import AVSMError
+from .methods import DEFAULT_PRESET, METHOD_NAMES, PRESET_NAMES, PRESETS, resolve
 
 SAMPLE_DATA = Path(__file__).parent / "sample_data"
-ALL_METHODS = ("avsm", "affine", "vsvf-opt", "voxelmorph")
 
 
 def _register_arguments(parser: argparse.ArgumentParser, with_inputs: bool = True) -> None:
@@ -21,15 +21,21 @@ def _register_arguments(parser: argparse.ArgumentParser, with_inputs: bool = Tru
         parser.add_argument("fixed", help="fixed (target) image: NIfTI, NRRD, MHA, ...")
         parser.add_argument("moving", help="moving (source) image")
     parser.add_argument("-o", "--output", required=with_inputs, default=None, help="output folder")
-    parser.add_argument("--method", default="vsvf-opt", help="avsm | affine | vsvf-opt | voxelmorph (default vsvf-opt)")
+    parser.add_argument("--preset", default=None, choices=PRESET_NAMES,
+                        help="; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
+                        + f" (default {DEFAULT_PRESET}, when no --method is given)")
+    parser.add_argument("--method", default=None, help=f"{' | '.join(METHOD_NAMES)}: the method alone, with its own "
+                        "defaults (instead of a preset)")
     parser.add_argument("--model", default=None, help="model name or checkpoint path (network methods)")
     parser.add_argument("--moving-labels", default=None, help="label map on the moving image's grid")
     parser.add_argument("--fixed-labels", default=None, help="label map on the fixed image's grid (Dice in the report)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--affine-steps", type=int, default=None, help="affine optimisation steps per scale")
-    parser.add_argument("--vsvf-steps", type=int, default=None, help="vSVF optimisation iterations")
-    parser.add_argument("--instance-opt", type=int, default=None, help="network methods: iterations of one more vSVF step optimised for this pair at 2 mm after the "
-                             "network (instance optimisation); vsvf-opt: its iteration count")
+    parser.add_argument("--vsvf-steps", type=int, default=None,
+                        help="vsvf-opt: optimisation iterations; avsm: the network's vSVF steps")
+    parser.add_argument("--instance-opt", type=int, default=None,
+                        help="network methods: iterations of one more vSVF step optimised for this pair at the network's "
+                             "grid after the network (instance optimisation; 0: none)")
     parser.add_argument("--affine-refine", type=int, default=None,
                         help="network methods: mk-LNCC iterations refining the affine network's result for this pair "
                              "before the deformable network (default 30; 0: the network's affine as it is)")
@@ -79,12 +85,11 @@ def run_register(args: argparse.Namespace, fixed: str, moving: str, outdir: str,
                  moving_labels: Optional[str], fixed_labels: Optional[str]) -> int:
     from .pipeline import register
 
-    if args.method not in ALL_METHODS:
-        raise AVSMError(f"unknown method '{args.method}'; choose one of {', '.join(ALL_METHODS)}")
+    resolve(args.preset, args.method)
     _check_output_writable(Path(outdir))
     callback, bar = _progress(args.progress)
     try:
-        result = register(fixed, moving, method=args.method, moving_labels=moving_labels, fixed_labels=fixed_labels,
+        result = register(fixed, moving, method=args.method, preset=args.preset, moving_labels=moving_labels, fixed_labels=fixed_labels,
                           device=args.device, model=args.model, affine_steps=args.affine_steps,
                           vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, progress=callback,
                           working_spacing=args.working_spacing, affine_refine=args.affine_refine)
@@ -137,12 +142,12 @@ def run_batch_command(args: argparse.Namespace) -> int:
         raise AVSMError("avsm batch needs an output folder: -o OUTDIR")
     if args.workers < 1:
         raise AVSMError(f"--workers must be at least 1 (got {args.workers})")
-    if args.method not in ALL_METHODS:
-        raise AVSMError(f"unknown method '{args.method}'; choose one of {', '.join(ALL_METHODS)}")
-    refuse_network_option("affine-refine", args.affine_refine, args.method)
+    method, _ = resolve(args.preset, args.method)
+    for name in ("affine-refine", "instance-opt", "model"):
+        refuse_network_option(name, getattr(args, name.replace("-", "_")), method)
     _check_output_writable(Path(args.output))
     callback, bar = _progress(args.progress)
-    options = dict(method=args.method, device=args.device, model=args.model, affine_steps=args.affine_steps,
+    options = dict(method=args.method, preset=args.preset, device=args.device, model=args.model, affine_steps=args.affine_steps,
                    vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, working_spacing=args.working_spacing,
                    affine_refine=args.affine_refine)
     try:

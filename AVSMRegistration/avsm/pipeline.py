@@ -30,14 +30,16 @@ from .imageio import ImageLike, read_intensity_image, read_label_map, write_stor
 from .inference import LoadedNetwork, load_network, predict
 from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image_at, warp_labels, warp_labels_at
+from .methods import DEFAULT_PRESET, METHOD_NAMES, NETWORK_METHODS, check_method_name
+from .methods import resolve as resolve_choice
 from .metrics import dice_per_label, mean_dice
 from .numerics import flush_denormals
-from .optimisation import AffineParameters, PriorDeformation, VSVFSettings, optimise_affine, optimise_vsvf
+from .optimisation import (INSTANCE_OPT_SETTINGS, AffineParameters, PriorDeformation, VSVFSettings, optimise_affine,
+                           optimise_vsvf)
 from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
 from .progress import StagedProgress
 
-METHODS = ("affine", "vsvf-opt")
-NETWORK_METHODS = ("avsm", "voxelmorph")
+METHODS = METHOD_NAMES
 DEFAULT_WORKING_SPACING = {"affine": 3.0, "vsvf-opt": 2.0}
 MIN_OVERLAP_FRACTION = 0.05
 # Network methods: Adam iterations refining the affine network's result for the pair (``--affine-refine``).
@@ -147,17 +149,16 @@ def resolve_device(device: str) -> torch.device:
 def check_method(method: str, model: Optional[str] = None):
     """Refuse unknown methods and unknown models; for a network method return its checkpoint entry
     (``model`` by name or path, else the bundled model of that method), otherwise None."""
-    if method in NETWORK_METHODS:
+    if check_method_name(method).network:
         from .inference import default_model
 
         return default_model(method, model)
-    if method not in METHODS:
-        raise AVSMError(f"unknown method '{method}'; available methods: {', '.join(METHODS + NETWORK_METHODS)}")
     return None
 
 
 def refuse_network_option(name: str, value, method: str) -> None:
-    """Refuse a network-only option (``--model``, ``--affine-refine``) given with a method without a network."""
+    """Refuse a network-only option (``--model``, ``--affine-refine``, ``--instance-opt``) given with a method
+    without a network."""
     if value is not None and method not in NETWORK_METHODS:
         raise AVSMError(f"--{name} applies to the network methods ({', '.join(NETWORK_METHODS)}), not to '{method}'")
 
@@ -184,7 +185,7 @@ def default_working_spacing(method: str, model_entry: Optional[ModelEntry], netw
 def register(
     fixed: ImageLike,
     moving: ImageLike,
-    method: str = "vsvf-opt",
+    method: Optional[str] = None,
     moving_labels: Optional[ImageLike] = None,
     fixed_labels: Optional[ImageLike] = None,
     device: str = "auto",
@@ -196,22 +197,31 @@ def register(
     working_spacing: Optional[float] = None,
     vsvf_settings: Optional[VSVFSettings] = None,
     affine_refine: Optional[int] = None,
+    preset: Optional[str] = None,
 ) -> RegistrationResult:
     """Register ``moving`` to ``fixed`` (SimpleITK images or paths) and return every output in memory.
 
+    ``preset``: "fast", "default" or "accurate" (``avsm.methods.PRESETS``): a method with settings, which the
+    keyword arguments given here override. With neither ``preset`` nor ``method``, the default preset runs.
     ``method``: "affine", "vsvf-opt", or a network method "avsm"/"voxelmorph" (``model``: a bundled model
     name or a checkpoint path, default the bundled model; ``affine_steps``/``vsvf_steps`` override the
     network's test-time step counts; ``instance_opt`` N > 0 refines the network output for this pair with N
-    iterations of one more vSVF step, composed after the network's deformation, on the vsvf-opt working grid;
+    iterations of one more vSVF step, composed after the network's deformation, on the network's working grid
+    (``INSTANCE_OPT_SETTINGS``, or ``vsvf_settings`` when given);
     ``affine_refine`` N refines the affine network's result for this pair with N mk-LNCC iterations before the
     deformable network, default ``DEFAULT_AFFINE_REFINE``, 0 for the network's affine as it is).
-    ``vsvf_steps``/``instance_opt`` override the number of vSVF optimisation iterations for "vsvf-opt".
+    ``vsvf_steps`` sets the number of vSVF optimisation iterations for "vsvf-opt".
     ``working_spacing``: isotropic mm of the working grid (default: ``default_working_spacing``).
     """
     started = time.perf_counter()
+    preset_name = DEFAULT_PRESET if preset is None and method is None else preset
+    method, preset_options = resolve_choice(preset, method)
+    if instance_opt is None:
+        instance_opt = preset_options.get("instance_opt")
     model_entry = check_method(method, model)
     refuse_network_option("model", model, method)
     refuse_network_option("affine-refine", affine_refine, method)
+    refuse_network_option("instance-opt", instance_opt, method)
     network = load_network(model_entry) if model_entry is not None else None
     torch_device = resolve_device(device)
     timings: dict[str, float] = {}
@@ -265,10 +275,10 @@ def register(
             network_info["instance_opt"] = int(instance_opt or 0)
             if instance_opt:
                 tick = time.perf_counter()
-                refined = _instance_optimise(fixed_norm, moving_norm, fixed_w, fixed_grid, moving_w, moving_grid, spacing,
-                                             affine, PriorDeformation(deformation, inverse_deformation, map_grid),
-                                             instance_opt, torch_device, vsvf_settings,
-                                             lambda f, m: report_progress("instance_opt", f, m))
+                settings = dataclasses.replace(vsvf_settings or INSTANCE_OPT_SETTINGS, iterations=instance_opt, levels=None)
+                refined = optimise_vsvf(fixed_w, fixed_grid, moving_w, moving_grid, affine, settings,
+                                        prior=PriorDeformation(deformation, inverse_deformation, map_grid),
+                                        progress=lambda f, m: report_progress("instance_opt", f, m))
                 deformation, inverse_deformation = refined.deformation.cpu(), refined.inverse_deformation.cpu()
                 map_grid = refined.map_grid
                 network_info["instance_opt_map_grid_shape"] = list(map_grid.shape)
@@ -284,9 +294,8 @@ def register(
         if method == "vsvf-opt":
             tick = time.perf_counter()
             settings = vsvf_settings or VSVFSettings()
-            iterations = instance_opt if instance_opt is not None else vsvf_steps
-            if iterations is not None:
-                settings = dataclasses.replace(settings, iterations=iterations)
+            if vsvf_steps is not None:
+                settings = dataclasses.replace(settings, iterations=vsvf_steps, levels=None)
             result = optimise_vsvf(fixed_w, fixed_grid, moving_w, moving_grid, affine, settings,
                                    progress=lambda f, m: report_progress("vsvf", f, m))
             deformation, inverse_deformation, map_grid = result.deformation.cpu(), result.inverse_deformation.cpu(), result.map_grid
@@ -311,6 +320,7 @@ def register(
     det = outputs["det_array"]
     report = {
         "method": method,
+        "preset": preset_name,
         "model": network.name if network else None,
         "model_sha256": network.sha256 if network else None,
         "device": str(torch_device),
@@ -342,24 +352,6 @@ def _working_pair(fixed_norm: sitk.Image, moving_norm: sitk.Image, spacing: floa
     fixed_grid = axis_aligned_grid_covering(Grid.of_image(fixed_norm), spacing)
     moving_grid = axis_aligned_grid_covering(Grid.of_image(moving_norm), spacing)
     return resample_to_grid(fixed_norm, fixed_grid), fixed_grid, resample_to_grid(moving_norm, moving_grid), moving_grid
-
-
-def _instance_optimise(fixed_norm: sitk.Image, moving_norm: sitk.Image, fixed_w: torch.Tensor, fixed_grid: Grid,
-                       moving_w: torch.Tensor, moving_grid: Grid, network_spacing: float, affine: AffineParameters,
-                       prior: PriorDeformation, iterations: int, device: torch.device,
-                       settings: Optional[VSVFSettings], progress: Callable[[float, str], None]):
-    """One more vSVF step, optimised for this pair on the vsvf-opt working grid (or the network's, if finer).
-
-    The network fixes the affine and psi_0^{-1}; the new step's momentum starts at zero, so iteration 0 is the
-    network's own result (AVSM's multi-step vSVF, one more step optimised at test time).
-    """
-    spacing = min(DEFAULT_WORKING_SPACING["vsvf-opt"], network_spacing)
-    if spacing != network_spacing:
-        fixed_w, fixed_grid, moving_w, moving_grid = _working_pair(fixed_norm, moving_norm, spacing)
-        fixed_w, moving_w = fixed_w.to(device), moving_w.to(device)
-    settings = dataclasses.replace(settings or VSVFSettings(), iterations=iterations)
-    return optimise_vsvf(fixed_w, fixed_grid, moving_w, moving_grid, affine, settings, prior=prior,
-                         progress=progress)
 
 
 def _outputs_on_fixed_grid(fixed_image: sitk.Image, moving_image: sitk.Image, affine: AffineParameters,

@@ -59,6 +59,7 @@ def test_model_card_describes_every_bundled_model():
 
 def test_bundled_avsm_model_registers_the_demo_pair(tmp_path):
     from avsm import register
+    from avsm.methods import PRESETS
 
     fixed, moving = SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz"
     labels = dict(moving_labels=SAMPLE_DATA / "moving_brainmask_2mm.nii.gz",
@@ -72,9 +73,11 @@ def test_bundled_avsm_model_registers_the_demo_pair(tmp_path):
     assert network["fold_fraction"] == 0
     centred = register(fixed, moving, method="affine", affine_steps=0, device="cpu", **labels).report
     assert network["dice_mean"] > centred["dice_mean"] + 0.01  # better than the centre-of-mass start
-    refined = register(fixed, moving, method="avsm", device="cpu", instance_opt=15, **labels).report
-    assert refined["network"]["instance_opt"] == 15 and refined["fold_fraction"] == 0
-    assert refined["network"]["instance_opt_map_grid_shape"] != network["network"]["map_grid_shape"]  # 2 mm, not 4
+    refined = register(fixed, moving, preset="default", device="cpu", **labels).report
+    assert refined["method"] == "avsm" and refined["preset"] == "default" and refined["fold_fraction"] == 0
+    assert refined["network"]["instance_opt"] == PRESETS["default"].options["instance_opt"] > 0
+    # instance optimisation runs on the network's own map grid: no second resampling of the inputs
+    assert refined["network"]["instance_opt_map_grid_shape"] == network["network"]["map_grid_shape"]
     assert refined["dice_mean"] > network["dice_mean"]
 
 

@@ -65,6 +65,12 @@ class VSVFSettings:
         return tuple((float(scale), int(count)) for scale, count in self.levels)
 
 
+# Instance optimisation of a network's result (one more vSVF step for the pair, at the network's working grid):
+# the first-order search map and 5 RK4 steps for the returned maps, with a larger step than vsvf-opt's since it
+# runs few iterations; chosen on the validation subjects (benchmarks/tuning/README.md).
+INSTANCE_OPT_SETTINGS = VSVFSettings(learning_rate=3.0, time_steps=5, search_time_steps=0)
+
+
 @dataclass
 class PriorDeformation:
     """A deformation to refine: psi_0^{-1} and psi_0 (physical points, ``1 x 3 x d x h x w``) on ``grid``."""
