@@ -52,10 +52,44 @@ def test_ui_holds_every_widget_the_code_names():
     assert not missing, f"named in AVSMRegistration.py but absent from the .ui: {sorted(missing)}"
 
 
+BOUND_BY_HAND = {"modelPath": "modelPathLineEdit"}
+"""Parameters the widget syncs itself: the path widget's connector shows an empty Path as '.'."""
+
+
 def test_every_parameter_has_exactly_one_widget_and_back():
     fields = parameter_node_fields()
     bound = parameter_names_in_ui()
-    assert sorted(bound) == sorted(fields)
+    assert sorted([*bound, *BOUND_BY_HAND]) == sorted(fields)
+    for parameter, widget in BOUND_BY_HAND.items():
+        assert widget in ui_widgets() and f"self.ui.{widget}" in SOURCE
+        assert f"p.{parameter}" in SOURCE and f"self._parameterNode.{parameter} = " in SOURCE
+
+
+def test_model_path_is_a_string_so_an_empty_path_shows_empty():
+    assert re.search(r'^\s+modelPath: str = ""', SOURCE, re.MULTILINE)
+    assert "Path()" not in SOURCE
+
+
+def test_transform_output_selectors_offer_existing_transform_nodes_of_every_kind():
+    """vtkMRMLLinearTransformNode, vtkMRMLGridTransformNode, ... are child classes of the listed type."""
+    for name in ("outputTransformSelector", "outputAffineSelector", "outputInverseSelector"):
+        widget = ui_widgets()[name]
+        assert [t.text for t in widget.find("property[@name='nodeTypes']/stringlist")] == ["vtkMRMLTransformNode"]
+        assert widget.find("property[@name='showChildNodeTypes']/bool").text == "true", name
+
+
+def test_intensity_selectors_hide_label_maps():
+    for name in ("fixedVolumeSelector", "movingVolumeSelector", "outputWarpedSelector", "outputJacobianSelector"):
+        widget = ui_widgets()[name]
+        assert [t.text for t in widget.find("property[@name='nodeTypes']/stringlist")] == ["vtkMRMLScalarVolumeNode"]
+        assert widget.find("property[@name='showChildNodeTypes']/bool").text == "false", name
+
+
+def test_method_description_follows_the_parameter_node_not_the_combo_box_signal():
+    """A slot on currentIndexChanged runs before the parameter node is updated and reads the old method."""
+    assert "currentIndexChanged" not in SOURCE
+    handler = next(n for n in ast.walk(TREE) if isinstance(n, ast.FunctionDef) and n.name == "onParameterNodeModified")
+    assert "methodDescriptionLabel" in ast.unparse(handler)
 
 
 def test_node_selectors_follow_the_scene():
@@ -75,9 +109,12 @@ def test_panel_sections_and_advanced_collapsed():
 
 def test_outputs_default_to_create_new_and_grid_shown():
     widgets = ui_widgets()
-    for key in ("Transform", "Affine", "Warped", "WarpedLabels", "Jacobian", "Folds"):
-        assert widgets[f"create{key}CheckBox"].find("property[@name='checked']/bool").text == "true"
+    for key in ("Transform", "Affine", "Warped", "WarpedLabels", "Jacobian", "Folds", "Inverse"):
+        expected = "false" if key == "Inverse" else "true"
+        assert widgets[f"create{key}CheckBox"].find("property[@name='checked']/bool").text == expected
         assert widgets[f"output{key}Selector"].find("property[@name='noneDisplay']/string").text == "Create new"
+    assert widgets["keepIntermediateFilesCheckBox"].find("property[@name='checked']/bool").text == "false"
+    assert re.search(r"createInverse: bool = False", SOURCE) and re.search(r"keepIntermediateFiles: bool = False", SOURCE)
     assert widgets["showGridCheckBox"].find("property[@name='checked']/bool").text == "true"
     assert re.search(r"createTransform: bool = True", SOURCE) and re.search(r"showGrid: bool = True", SOURCE)
 
@@ -149,7 +186,7 @@ def test_category_is_registration():
 
 def test_nothing_is_installed_at_import_or_construction():
     install_calls = {"pip_install", "pip_ensure", "installTorch"}
-    allowed = {"ensureDependencies"}
+    allowed = {"ensureDependencies", "_ensureEngineRequirements"}  # the latter only called by the former
     for node in ast.walk(TREE):
         if isinstance(node, ast.FunctionDef) and node.name not in allowed:
             called = {n.func.attr for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
