@@ -63,7 +63,7 @@ def transform_problem(node, role: str) -> str | None:
     if role == "fixed":
         return (f"The fixed volume '{_name(node)}' is under the transform '{_name(parent)}'; outputs are placed on "
                 "the fixed grid, so harden or remove that transform first (Transforms module).")
-    if not node.IsTransformToWorldLinear():
+    if not parent.IsTransformToWorldLinear():
         return (f"The {role} volume '{_name(node)}' is under the non-linear transform '{_name(parent)}'; "
                 "harden it first (Transforms module).")
     return None

@@ -208,3 +208,55 @@ def test_cleanup_during_a_run_stops_the_timer_and_the_engine(module, nodes, scen
     assert not widget._timer.active and process.poll() is not None
     assert not widget.run.active and errors == []
     assert scene_state(scene) == before
+
+
+class TorchUtilsLogic:
+    """PyTorch Utils (another Slicer extension) with torch absent and a chosen installTorch outcome."""
+
+    outcome = None
+
+    def torchInstalled(self):
+        return False
+
+    def installTorch(self, askConfirmation, torchVersionRequirement):
+        self.requested = torchVersionRequirement
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+@pytest.fixture
+def torch_utils(monkeypatch):
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", SimpleNamespace(PyTorchUtilsLogic=TorchUtilsLogic))
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *args, **kwargs: True)
+    return TorchUtilsLogic
+
+
+def test_an_install_that_raises_becomes_one_line(module, torch_utils, monkeypatch):
+    monkeypatch.setattr(torch_utils, "outcome", OSError("pip failed\nConnectionError: no route to host"))
+    with pytest.raises(RuntimeError) as error:
+        module.AVSMRegistrationLogic().ensureDependencies()
+    assert str(error.value) == ("PyTorch could not be installed (ConnectionError: no route to host); "
+                                "see the PyTorch Utils module.")
+
+
+def test_an_install_that_returns_nothing_is_refused(module, torch_utils):
+    with pytest.raises(RuntimeError, match="^PyTorch could not be installed; see the PyTorch Utils module.$"):
+        module.AVSMRegistrationLogic().ensureDependencies()
+
+
+def test_torch_is_installed_in_the_tested_range(module, torch_utils, monkeypatch):
+    from AVSMRegistrationLib.dependencies import TORCH_REQUIREMENT
+
+    asked = []
+    monkeypatch.setattr(torch_utils, "installTorch",
+                        lambda self, askConfirmation, torchVersionRequirement: asked.append(torchVersionRequirement))
+    with pytest.raises(RuntimeError):
+        module.AVSMRegistrationLogic().ensureDependencies()
+    assert asked == [TORCH_REQUIREMENT] == [">=2.3,<2.14"]
+
+
+def test_without_the_pytorch_extension_the_message_says_what_to_install(module, monkeypatch):
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", None)  # import fails
+    with pytest.raises(RuntimeError, match="needs the PyTorch extension: install it with the Extensions Manager"):
+        module.AVSMRegistrationLogic().ensureDependencies()

@@ -238,3 +238,51 @@ def test_requirements_name_the_engine_dependencies():
     requirements = (MODULE / "requirements.txt").read_text()
     names = {re.split(r"[<>=! ]", line)[0] for line in requirements.splitlines() if line and not line.startswith("#")}
     assert {"torch", "tqdm", "pillow"} <= names
+
+
+def _python_files():
+    return sorted(MODULE.rglob("*.py"))
+
+
+def _annotations(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            arguments = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+            yield from (a.annotation for a in arguments if a.annotation is not None)
+            if node.returns is not None:
+                yield node.returns
+        elif isinstance(node, ast.AnnAssign):
+            yield node.annotation
+
+
+def _uses_union_operator(expression) -> bool:
+    return any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr) for n in ast.walk(expression))
+
+
+@pytest.mark.parametrize("path", _python_files(), ids=lambda p: str(p.relative_to(MODULE)))
+def test_every_shipped_file_imports_on_python_3_9(path):
+    """Slicer 5.8 runs Python 3.9: no 3.10+ syntax, `X | Y` annotations only as strings (the
+    __future__ import), no module-level import of tomllib (3.11)."""
+    source = path.read_text()
+    tree = ast.parse(source, feature_version=(3, 9))
+    if any(_uses_union_operator(a) for a in _annotations(tree)):
+        assert "from __future__ import annotations" in source
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            assert "tomllib" not in {alias.name for alias in node.names}
+        if isinstance(node, ast.ImportFrom):
+            assert node.module != "tomllib"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("isinstance", "issubclass"):
+            assert not _uses_union_operator(node.args[1]), f"line {node.lineno}: isinstance with X | Y"
+        if isinstance(node, ast.keyword) and node.arg in ("slots", "kw_only", "strict"):
+            assert False, f"line {node.value.lineno}: {node.arg}= needs Python 3.10"
+
+
+def test_parameter_node_annotations_are_evaluated_safely_on_python_3_9():
+    """The parameter node wrapper evaluates these annotations at run time."""
+    for node in TREE.body:
+        if isinstance(node, ast.ClassDef) and node.name == "AVSMRegistrationParameterNode":
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign):
+                    assert not _uses_union_operator(item.annotation), item.target.id
