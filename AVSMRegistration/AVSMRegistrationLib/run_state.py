@@ -43,6 +43,7 @@ BUTTON_TEXT = {
 CANCELLED_MESSAGE = "Cancelled; the scene is unchanged."
 FAILED_MESSAGE = "Registration failed; the scene is unchanged: {error}"
 START_FAILED_MESSAGE = "Registration could not start: {error}"
+KEPT_FILES_MESSAGE = "Intermediate files kept in {folder}"
 
 
 def _one_line(error: BaseException) -> str:
@@ -161,10 +162,13 @@ class RunController:
 
     # -- helpers -------------------------------------------------------------------------------
     def _end(self, state: RunState, message: str) -> None:
+        kept = getattr(self.job, "kept_folder", None)
         self.state = state
         self.ended_at = self.clock()
         self.job = None
         if self.log is not None:
+            if kept is not None:
+                self.log(KEPT_FILES_MESSAGE.format(folder=kept))
             self.log(message)
 
     def _fail(self, message: str) -> None:

@@ -120,6 +120,18 @@ def test_an_engine_error_is_reported_once_and_polling_stops(scene, nodes, tmp_pa
     controller.cancel()
 
 
+def test_a_failed_run_keeps_its_files_when_asked_and_says_where(scene, nodes, tmp_path):
+    recorder = Recorder()
+    controller = recorder.controller()
+    refused = RegistrationOptions(method="vsvf-opt", device="cpu", model="avsm-brain")
+    assert controller.start(job_maker(nodes, refused, tmp_path, keepFiles=True))
+    tick_until_stopped(controller)
+    assert controller.state is RunState.FAILED and len(recorder.errors) == 1
+    [kept] = list(tmp_path.iterdir())
+    assert recorder.log[-2] == f"Intermediate files kept in {kept}"
+    assert "--model applies to the network methods" in (kept / "engine.log").read_text()
+
+
 def test_a_start_error_is_reported_once_and_nothing_runs(scene, nodes, tmp_path):
     recorder = Recorder()
     controller = recorder.controller()
