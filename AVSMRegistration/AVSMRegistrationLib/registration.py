@@ -13,6 +13,7 @@ from typing import Callable
 
 import SimpleITK as sitk
 
+from .errors import RegistrationInputError
 from .engine import EngineInputs, EngineProcess, ProgressCallback, forward, run_in_process
 from .geometry import image_from_volume
 from .labels import label_image
@@ -59,7 +60,14 @@ class RegistrationJob:
         return EngineInputs(fixed, moving, moving_labels, fixed_labels)
 
     def _make_workdir(self) -> Path:
-        self.workdir = Path(tempfile.mkdtemp(prefix="AVSMRegistration-", dir=self.tempRoot))
+        """The run's temporary folder (inputs, engine outputs); making it is the check that the
+        temporary root is writable, before anything is exported or run."""
+        try:
+            self.workdir = Path(tempfile.mkdtemp(prefix="AVSMRegistration-", dir=self.tempRoot))
+        except OSError as error:
+            root = self.tempRoot or tempfile.gettempdir()
+            raise RegistrationInputError(f"The temporary folder {root} is not writable ({error.strerror}); "
+                                         "choose another one in Application Settings (Temporary directory).") from None
         return self.workdir
 
     def cleanup(self, keep: bool | None = None) -> None:
@@ -78,9 +86,10 @@ class RegistrationJob:
     # -- background run (panel) ----------------------------------------------------------------
     def start(self) -> None:
         self.started_at = time.monotonic()
+        workdir = self._make_workdir()
         try:
             inputs = self._engine_inputs()
-            self.process = EngineProcess(inputs, self.options, self._make_workdir(),
+            self.process = EngineProcess(inputs, self.options, workdir,
                                          python=self.python, launcher=self.launcher)
             self.process.start()
         except BaseException:
@@ -116,8 +125,9 @@ class RegistrationJob:
     # -- in-process run (console) --------------------------------------------------------------
     def run_in_process(self, progress: ProgressCallback | None = None) -> RegistrationNodes:
         self.started_at = time.monotonic()
+        workdir = self._make_workdir()
         try:
-            outputs = run_in_process(self._engine_inputs(), self.options, self._make_workdir(), progress)
+            outputs = run_in_process(self._engine_inputs(), self.options, workdir, progress)
             return self._import(outputs)
         finally:
             self.cleanup()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import AVSMError
+from .output_folder import check_writable
 
 SAMPLE_DATA = Path(__file__).parent / "sample_data"
 ALL_METHODS = ("avsm", "affine", "vsvf-opt", "voxelmorph")
@@ -81,7 +82,7 @@ def run_register(args: argparse.Namespace, fixed: str, moving: str, outdir: str,
 
     if args.method not in ALL_METHODS:
         raise AVSMError(f"unknown method '{args.method}'; choose one of {', '.join(ALL_METHODS)}")
-    _check_output_writable(Path(outdir))
+    check_writable(outdir)
     callback, bar = _progress(args.progress)
     try:
         result = register(fixed, moving, method=args.method, moving_labels=moving_labels, fixed_labels=fixed_labels,
@@ -98,21 +99,6 @@ def run_register(args: argparse.Namespace, fixed: str, moving: str, outdir: str,
         print(f"outputs written to {saved}")
         print(result.summary)
     return 0
-
-
-def _check_output_writable(outdir: Path) -> None:
-    """Fail before any computation if the output folder cannot be created or written."""
-    import os
-
-    probe = outdir
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise AVSMError(f"output path is not a folder: {probe}")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise AVSMError(f"output folder is not writable: {outdir}")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -140,7 +126,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     if args.method not in ALL_METHODS:
         raise AVSMError(f"unknown method '{args.method}'; choose one of {', '.join(ALL_METHODS)}")
     refuse_network_option("affine-refine", args.affine_refine, args.method)
-    _check_output_writable(Path(args.output))
+    check_writable(args.output)
     callback, bar = _progress(args.progress)
     options = dict(method=args.method, device=args.device, model=args.model, affine_steps=args.affine_steps,
                    vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, working_spacing=args.working_spacing,

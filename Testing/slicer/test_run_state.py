@@ -205,3 +205,17 @@ def test_module_cleanup_during_a_run_ends_it_and_stops_watching_the_scene(scene,
     controller.state = RunState.RUNNING  # were the observer still there, a scene close would now cancel
     scene.Clear(0)
     assert controller.state is RunState.RUNNING
+
+
+def test_an_unwritable_temporary_folder_is_one_line_before_anything_runs(scene, nodes):
+    unwritable = Path("/sys")  # sysfs: no new folders, not even for root
+    if not unwritable.is_dir():
+        pytest.skip("no /sys here (not Linux): no folder that even root cannot write")
+    recorder = Recorder()
+    controller = recorder.controller()
+    before = scene_state(scene)
+    assert controller.start(job_maker(nodes, FAST_AFFINE, unwritable)) is False
+    [error] = recorder.errors
+    assert error.startswith("Registration could not start: The temporary folder /sys is not writable (")
+    assert error.endswith("); choose another one in Application Settings (Temporary directory).")
+    assert recorder.progress == [] and scene_state(scene) == before
