@@ -260,3 +260,34 @@ def test_without_the_pytorch_extension_the_message_says_what_to_install(module, 
     monkeypatch.setitem(sys.modules, "PyTorchUtils", None)  # import fails
     with pytest.raises(RuntimeError, match="needs the PyTorch extension: install it with the Extensions Manager"):
         module.AVSMRegistrationLogic().ensureDependencies()
+
+
+def test_the_self_tests_registration_runs_on_the_bundled_pair(module, scene, monkeypatch, tmp_path):
+    """AVSMRegistrationTest.test_registration as Slicer runs it, with the sample files loaded through
+    slicer-core instead of slicer.util.loadVolume (which needs the application)."""
+    import unittest
+
+    import SimpleITK as sitk
+
+    from slicer_test_support import SAMPLE_DATA, add_volume
+
+    class SelfTest(module.AVSMRegistrationTest, unittest.TestCase):
+        def __init__(self):
+            unittest.TestCase.__init__(self, "test_registration")
+
+        def delayDisplay(self, message):
+            pass
+
+        def _loadSampleData(self):
+            def read(name):
+                return sitk.ReadImage(str(SAMPLE_DATA / name))
+            return (add_volume(scene, read("fixed_t1_2mm.nii.gz"), "fixed"),
+                    add_volume(scene, read("moving_t1_2mm.nii.gz"), "moving"),
+                    add_volume(scene, read("fixed_brainmask_2mm.nii.gz"), "fixed mask", "vtkMRMLLabelMapVolumeNode"),
+                    add_volume(scene, read("moving_brainmask_2mm.nii.gz"), "moving mask", "vtkMRMLLabelMapVolumeNode"))
+
+    monkeypatch.setattr(slicer, "app", SimpleNamespace(temporaryPath=str(tmp_path), processEvents=lambda: None),
+                        raising=False)
+    monkeypatch.delenv("AVSM_SELFTEST_SKIP_ENGINE", raising=False)
+    SelfTest().test_registration()
+    assert list(tmp_path.iterdir()) == []
