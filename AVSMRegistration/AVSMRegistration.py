@@ -47,7 +47,8 @@ class AVSMRegistration(ScriptedLoadableModule):
             "Register a moving volume to a fixed volume with the AVSM networks (recurrent affine + vSVF), "
             "VoxelMorph, or optimisation-based vSVF. Outputs: the full and affine transforms, the warped volume "
             "and labels, a det(J) volume (blue: shrinking, white: 1, red: expanding), a fold mask (det(J) <= 0) "
-            "and a deformation grid in the slice views. The run happens in a background process; Cancel stops it.")
+            "and a deformation grid in the slice views; optionally the inverse transform. The run happens in a "
+            "background process; Cancel stops it.")
         self.parent.acknowledgementText = _(
             "Methods: Shen, Han, Xu, Niethammer, 'Networks for Joint Affine and Non-parametric Image "
             "Registration' (CVPR 2019, AVSM/vSVF) and Balakrishnan et al., 'VoxelMorph' (IEEE TMI 2019). "

@@ -286,3 +286,20 @@ def test_parameter_node_annotations_are_evaluated_safely_on_python_3_9():
             for item in node.body:
                 if isinstance(item, ast.AnnAssign):
                     assert not _uses_union_operator(item.annotation), item.target.id
+
+
+def _method(name: str) -> ast.FunctionDef:
+    return next(n for n in ast.walk(TREE) if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+def test_the_timer_callback_shows_no_error_dialog_of_its_own():
+    """tryWithErrorDisplay shows a dialog and re-raises: in a timer callback that is one dialog per tick.
+    The run controller reports an error once; the callback only polls and stops the timer."""
+    assert "tryWithErrorDisplay" not in SOURCE
+    on_timer = ast.unparse(_method("onTimer"))
+    assert "self.run.poll()" in on_timer and "self._timer.stop()" in on_timer
+
+
+def test_cleanup_stops_the_timer_and_the_run():
+    cleanup = ast.unparse(_method("cleanup"))
+    assert "self._timer.stop()" in cleanup and "self.run.close()" in cleanup
