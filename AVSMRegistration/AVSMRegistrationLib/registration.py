@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import shlex
 import shutil
 import tempfile
 import time
@@ -76,7 +77,7 @@ class RegistrationJob:
         if self.workdir is None:
             return
         if self.keep_files if keep is None else keep:
-            log = [" ".join(self.process.command)] + self.process.stderr_lines() if self.process is not None else []
+            log = [shlex.join(self.process.command), *self.process.stderr_lines()] if self.process is not None else []
             (self.workdir / "engine.log").write_text("\n".join(log) + "\n")
             self.kept_folder = self.workdir
         else:

@@ -303,3 +303,9 @@ def test_the_timer_callback_shows_no_error_dialog_of_its_own():
 def test_cleanup_stops_the_timer_and_the_run():
     cleanup = ast.unparse(_method("cleanup"))
     assert "self._timer.stop()" in cleanup and "self.run.close()" in cleanup
+
+
+def test_slicer_packaging_is_imported_explicitly_and_optional():
+    """slicer.packaging exists from Slicer 5.12 and `import slicer` does not load it."""
+    assert 'optional_import("slicer.packaging")' in SOURCE
+    assert 'hasattr(slicer, "packaging")' not in SOURCE and "slicer.packaging." not in SOURCE
