@@ -1,7 +1,8 @@
 """AVSM Registration: deep and optimisation-based deformable registration of two volumes.
 
-Module (metadata), Widget (the panel: reads widgets, calls the Logic), Logic (dependencies and
-the calls into the Qt-free scene bridge `AVSMRegistrationLib`), Test (self-test on Sample Data).
+Module (metadata), Widget (the panel: forwards the button, the timer and scene close to the run
+controller), Logic (dependencies and the calls into the Qt-free scene bridge `AVSMRegistrationLib`),
+Test (self-test on the sample pair bundled with the engine).
 Console use:
 
     logic = slicer.util.getModuleLogic("AVSMRegistration")
@@ -235,7 +236,8 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
                  **kwargs):
         """Register `movingNode` to `fixedNode` in this process (blocks) and return the created nodes.
         Keywords as `AVSMRegistrationLib.register_volumes` (device, model, affineSteps, vsvfSteps,
-        instanceOpt, affineRefine, output*=True/False/node, showGrid, progress)."""
+        instanceOpt, affineRefine, workingSpacing, output*=True/False/node, outputInverse, showGrid,
+        progress, keepFiles)."""
         self.ensureDependencies()
         kwargs.setdefault("tempRoot", slicer.app.temporaryPath)
         return register_volumes(fixedNode, movingNode, method=method, movingLabels=movingLabels,
