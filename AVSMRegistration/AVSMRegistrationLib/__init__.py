@@ -7,17 +7,20 @@ Modules, one job each: `geometry` (RAS/LPS, node <-> SimpleITK), `options` (meth
 run options), `validation` (input checks), `labels` (label maps and segmentations), `engine`
 (running `avsm` in-process or in the background), `scene` (all-or-nothing scene changes),
 `display` (colours, grid), `hierarchy` (subject hierarchy), `summary`, `outputs` (engine outputs
--> nodes) and `registration` (the whole run).
+-> nodes), `registration` (the whole run), `run_state` (the panel's run as a state machine) and
+`dependencies` (the torch range and the installed versions).
 """
 from .errors import RegistrationCancelled, RegistrationFailed, RegistrationInputError
-from .options import DEFAULT_METHOD, DEVICES, METHOD_KEYS, METHODS, OUTPUT_KEYS, RegistrationOptions, method_by_key
+from .options import (DEFAULT_METHOD, DEVICES, METHOD_KEYS, METHODS, OPTIONAL_OUTPUT_KEYS, OUTPUT_KEYS,
+                      RegistrationOptions, method_by_key)
 from .outputs import RegistrationNodes
 from .registration import RegistrationJob, register_volumes
+from .run_state import RunController, RunState
 from .validation import check_inputs, input_problem
 
 __all__ = [
-    "DEFAULT_METHOD", "DEVICES", "METHODS", "METHOD_KEYS", "OUTPUT_KEYS",
+    "DEFAULT_METHOD", "DEVICES", "METHODS", "METHOD_KEYS", "OPTIONAL_OUTPUT_KEYS", "OUTPUT_KEYS",
     "RegistrationCancelled", "RegistrationFailed", "RegistrationInputError", "RegistrationJob",
-    "RegistrationNodes", "RegistrationOptions", "check_inputs", "input_problem", "method_by_key",
+    "RegistrationNodes", "RegistrationOptions", "RunController", "RunState", "check_inputs", "input_problem", "method_by_key",
     "register_volumes",
 ]

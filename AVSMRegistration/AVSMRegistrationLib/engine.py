@@ -47,6 +47,7 @@ class EngineOutputs:
     transform_file: Path   # ITK composite, fixed -> moving physical points (LPS, resampling)
     affine_file: Path      # ITK affine part, same convention
     report: dict
+    inverse_file: Optional[Path] = None  # ITK inverse: moving -> fixed physical points
 
 
 def run_in_process(inputs: EngineInputs, options: RegistrationOptions, workdir: Path,
@@ -61,10 +62,12 @@ def run_in_process(inputs: EngineInputs, options: RegistrationOptions, workdir: 
         raise RegistrationInputError(str(error)) from error
     workdir = Path(workdir)
     transform_file, affine_file = workdir / "transform.h5", workdir / "affine.tfm"
+    inverse_file = workdir / "inverse.h5"
     sitk.WriteTransform(result.transform, str(transform_file))
     sitk.WriteTransform(result.affine, str(affine_file))
+    sitk.WriteTransform(result.inverse, str(inverse_file))
     return EngineOutputs(result.warped, result.warped_labels, result.det_jacobian, result.folds,
-                         transform_file, affine_file, dict(result.report))
+                         transform_file, affine_file, dict(result.report), inverse_file)
 
 
 def read_outputs(outdir: Path) -> EngineOutputs:
@@ -79,6 +82,7 @@ def read_outputs(outdir: Path) -> EngineOutputs:
         transform_file=outdir / "transform.h5",
         affine_file=outdir / "affine.tfm",
         report=json.loads((outdir / "report.json").read_text()),
+        inverse_file=outdir / "inverse.h5",
     )
 
 
@@ -142,9 +146,8 @@ class EngineProcess:
         self._stderr: list[str] = []
 
     def start(self) -> None:
-        kwargs = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
         self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        bufsize=1, env=self.env, cwd=str(self.workdir), **kwargs)
+                                        bufsize=1, env=self.env, cwd=str(self.workdir), **popen_options())
         threading.Thread(target=self._pump, args=(self.process.stdout, self._lines.put), daemon=True).start()
         threading.Thread(target=self._pump, args=(self.process.stderr, self._stderr.append), daemon=True).start()
 
@@ -185,22 +188,15 @@ class EngineProcess:
             time.sleep(interval)
 
     def cancel(self, grace: float = 1.0) -> None:
-        """Stop the process and its children; returns within `grace` + a little."""
+        """Stop the process and every process it started (PythonSlicer starts python-real, which
+        runs the engine); returns within about `grace` seconds."""
         self.cancelled = True
-        if not self.running:
+        if self.process is None:
             return
-        try:
-            if os.name == "nt":
-                self.process.send_signal(signal.CTRL_BREAK_EVENT)
-            else:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=grace)
-        except (subprocess.TimeoutExpired, ProcessLookupError, OSError):
-            if os.name == "nt":
-                self.process.kill()
-            else:
-                _kill_group(self.process.pid)
-            self.process.wait(timeout=grace)
+        end_process_tree(self.process, grace)
+
+    def stderr_lines(self) -> list[str]:
+        return list(self._stderr)
 
     def error_message(self) -> str:
         lines = [line.strip() for line in self._stderr if line.strip()]
@@ -220,11 +216,65 @@ class EngineProcess:
         return read_outputs(self.outdir)
 
 
-def _kill_group(pid: int) -> None:
+WINDOWS_CREATE_NEW_PROCESS_GROUP = 0x00000200
+WINDOWS_CREATE_NO_WINDOW = 0x08000000
+"""Win32 process creation flags (the values of subprocess.CREATE_*, which exist only on Windows)."""
+
+
+def popen_options(os_name: str = os.name) -> dict:
+    """`subprocess.Popen` keywords that make the engine its own process group, without a window.
+
+    POSIX: a new session, so one signal to the group reaches the launcher and its children.
+    Windows: no console window (CREATE_NO_WINDOW plus a hidden STARTUPINFO) and a new process group;
+    the tree is ended with ``taskkill /T`` (see `end_process_tree`).
+    """
+    if os_name != "nt":
+        return {"start_new_session": True}
+    options = {"creationflags": WINDOWS_CREATE_NEW_PROCESS_GROUP | WINDOWS_CREATE_NO_WINDOW}
+    if hasattr(subprocess, "STARTUPINFO"):
+        startupinfo = subprocess.STARTUPINFO()
+        startupinfo.dwFlags |= subprocess.STARTF_USESHOWWINDOW
+        startupinfo.wShowWindow = 0  # SW_HIDE
+        options["startupinfo"] = startupinfo
+    return options
+
+
+def end_process_tree(process: subprocess.Popen, grace: float = 1.0) -> None:
+    """End `process` (started with `popen_options`) and all its descendants.
+
+    POSIX: SIGTERM to the process group, then SIGKILL to whatever of the group is left after
+    `grace` seconds (a child can outlive its launcher). Windows: ``taskkill /T /F`` walks the tree
+    while the launcher still exists, so it comes first; `Popen.kill` would end only the launcher.
+    """
+    if os.name == "nt":
+        if process.poll() is None:
+            subprocess.run(["taskkill", "/T", "/F", "/PID", str(process.pid)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, creationflags=WINDOWS_CREATE_NO_WINDOW, check=False)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=grace)
+        return
+    _signal_group(process.pid, signal.SIGTERM)
     try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
         pass
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait(timeout=grace)
+    deadline = time.monotonic() + grace
+    while _signal_group(process.pid, 0) and time.monotonic() < deadline:
+        time.sleep(0.01)  # a killed child of the launcher takes a moment to go
+
+
+def _signal_group(pgid: int, signum: int) -> bool:
+    """Send `signum` to the process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def forward(event: dict, progress: ProgressCallback | None, log: Callable[[str], None] | None) -> None:

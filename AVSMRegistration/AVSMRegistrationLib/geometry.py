@@ -27,6 +27,19 @@ def ijk_to_ras(node) -> np.ndarray:
     return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
+def world_ijk_to_ras(node) -> np.ndarray:
+    """IJKToRAS in world coordinates: the node's own matrix after its parent transforms, which must be
+    linear (`validation` refuses a non-linear one). Equal to `ijk_to_ras` for a node with no parent."""
+    matrix = ijk_to_ras(node)
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return matrix
+    to_world = vtk.vtkMatrix4x4()
+    if not parent.GetMatrixTransformToWorld(to_world):
+        raise ValueError(f"'{node.GetName()}' is under the non-linear transform '{parent.GetName()}'.")
+    return np.array([[to_world.GetElement(r, c) for c in range(4)] for r in range(4)]) @ matrix
+
+
 def set_ijk_to_ras(node, matrix: np.ndarray) -> None:
     vtk_matrix = vtk.vtkMatrix4x4()
     for r in range(4):
@@ -53,13 +66,14 @@ def ijk_to_ras_from_image(image: sitk.Image) -> np.ndarray:
 
 
 def image_from_volume(node, pixel_type: int | None = None) -> sitk.Image:
-    """Copy a scalar volume node into a SimpleITK image with LPS geometry.
+    """Copy a scalar volume node into a SimpleITK image with LPS geometry, in world coordinates: a
+    linear parent transform is applied to the copy (hardened exactly, no resampling).
 
     The node is not touched (no storage node, no modified flag): the voxels are copied.
     """
     array = np.array(arrayFromVolume(node), copy=True)
     image = sitk.GetImageFromArray(array)
-    matrix = ijk_to_ras(node)
+    matrix = world_ijk_to_ras(node)
     spacing = np.linalg.norm(matrix[:3, :3], axis=0)
     direction_ras = matrix[:3, :3] / spacing
     image.SetSpacing(spacing.tolist())

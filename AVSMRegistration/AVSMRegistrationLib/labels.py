@@ -15,7 +15,8 @@ import vtk
 import slicer
 from slicer.util import updateVolumeFromArray
 
-from .geometry import image_from_volume, ijk_to_ras, set_ijk_to_ras, update_volume_from_image
+from .errors import RegistrationInputError
+from .geometry import image_from_volume, ijk_to_ras, set_ijk_to_ras, update_volume_from_image, world_ijk_to_ras
 
 
 @dataclass
@@ -44,8 +45,42 @@ def ensure_segmentation_converters() -> None:
     factory.RegisterConverterRule(slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule())
 
 
-def _oriented_geometry(volume) -> "slicer.vtkOrientedImageData":
-    return slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(volume)
+BINARY_LABELMAP = "Binary labelmap"
+"""vtkSegmentationConverter's name of the voxel representation the engine needs."""
+
+
+def oriented_image_from_volume(volume) -> "slicer.vtkOrientedImageData":
+    """`CreateOrientedImageDataFromVolumeNode` without its leak: the C++ call returns a new object
+    that the caller owns, and Python holds a second reference, so one is released here."""
+    image = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(volume)
+    image.UnRegister(None)
+    return image
+
+
+def can_make_binary_labelmap(segmentation_node) -> bool:
+    """True when the segmentation holds a binary labelmap or can be converted to one."""
+    ensure_segmentation_converters()
+    segmentation = segmentation_node.GetSegmentation()
+    if segmentation.ContainsRepresentation(BINARY_LABELMAP):
+        return True
+    paths = slicer.vtkSegmentationConversionPaths()
+    segmentation.GetPossibleConversions(BINARY_LABELMAP, paths)
+    return paths.GetNumberOfPaths() > 0
+
+
+def with_binary_labelmap(segmentation_node, volume):
+    """The segmentation itself when it has a binary labelmap; otherwise a converted copy (never
+    added to the scene: the input is not modified), rasterised on `volume`'s grid."""
+    if segmentation_node.GetSegmentation().ContainsRepresentation(BINARY_LABELMAP):
+        return segmentation_node
+    copy = slicer.vtkMRMLSegmentationNode()
+    copy.GetSegmentation().DeepCopy(segmentation_node.GetSegmentation())
+    copy.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    if not copy.GetSegmentation().CreateRepresentation(BINARY_LABELMAP):
+        source = segmentation_node.GetSegmentation().GetSourceRepresentationName()
+        raise RegistrationInputError(f"The segmentation '{segmentation_node.GetName()}' ({source}) could not be "
+                                     "converted to a binary labelmap; convert it in the Segmentations module.")
+    return copy
 
 
 def label_image(labels, volume) -> tuple[sitk.Image, LabelSource]:
@@ -56,6 +91,7 @@ def label_image(labels, volume) -> tuple[sitk.Image, LabelSource]:
         return image_from_volume(labels, sitk.sitkUInt16), source
 
     ensure_segmentation_converters()
+    labels = with_binary_labelmap(labels, volume)
     segmentation = labels.GetSegmentation()
     segment_ids = vtk.vtkStringArray()
     segments = []
@@ -64,7 +100,7 @@ def label_image(labels, volume) -> tuple[sitk.Image, LabelSource]:
         segment = segmentation.GetSegment(segment_id)
         segment_ids.InsertNextValue(segment_id)
         segments.append(Segment(segment_id, segment.GetName(), tuple(segment.GetColor())))
-    reference = _oriented_geometry(volume)
+    reference = oriented_image_from_volume(volume)
     merged = slicer.vtkOrientedImageData()
     labels.GenerateMergedLabelmapForAllSegments(
         merged, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY, reference, segment_ids)
@@ -73,7 +109,7 @@ def label_image(labels, volume) -> tuple[sitk.Image, LabelSource]:
         merged, reference, on_grid, False, True)
     holder = slicer.vtkMRMLLabelMapVolumeNode()  # never added to the scene
     slicer.vtkSlicerSegmentationsModuleLogic.CopyOrientedImageDataToVolumeNode(on_grid, holder)
-    set_ijk_to_ras(holder, ijk_to_ras(volume))  # exactly the volume's grid, not a float round trip of it
+    set_ijk_to_ras(holder, world_ijk_to_ras(volume))  # exactly the volume's grid, not a float round trip of it
     return image_from_volume(holder, sitk.sitkUInt16), LabelSource(True, segments)
 
 
@@ -85,8 +121,24 @@ def fill_label_map(node, image: sitk.Image, source: LabelSource) -> None:
         node.GetDisplayNode().SetAndObserveColorNodeID(source.color_node_id)
 
 
-def fill_segmentation(node, image: sitk.Image, source: LabelSource, reference_volume) -> None:
-    """Warped labels into a segmentation node: one segment per input segment, same name and colour."""
+def label_map_segments(image: sitk.Image, source: LabelSource, scene) -> list[tuple[int, Segment]]:
+    """(label value, segment) for every label present in `image`, named and coloured from the input
+    label map's colour table: how warped label-map labels go into a segmentation node."""
+    color_node = scene.GetNodeByID(source.color_node_id) if source.color_node_id and scene else None
+    segments = []
+    for value in (int(v) for v in np.unique(sitk.GetArrayViewFromImage(image)) if v > 0):
+        name, color = f"Label {value}", (0.5, 0.5, 0.5)
+        if color_node is not None and value < color_node.GetNumberOfColors():
+            rgba = [0.0, 0.0, 0.0, 0.0]
+            if color_node.GetColor(value, rgba):
+                color = tuple(rgba[:3])
+            name = color_node.GetColorName(value) or name
+        segments.append((value, Segment(f"label_{value}", name, color)))
+    return segments
+
+
+def fill_segmentation(node, image: sitk.Image, segments: list[tuple[int, Segment]], reference_volume) -> None:
+    """Warped labels into a segmentation node: segment `segment` holds the voxels of label `value`."""
     ensure_segmentation_converters()
     logic = slicer.vtkSlicerSegmentationsModuleLogic
     segmentation = node.GetSegmentation()
@@ -95,10 +147,10 @@ def fill_segmentation(node, image: sitk.Image, source: LabelSource, reference_vo
     array = sitk.GetArrayFromImage(image)
     holder = slicer.vtkMRMLLabelMapVolumeNode()  # never added to the scene
     set_ijk_to_ras(holder, ijk_to_ras(reference_volume))
-    for value, segment in enumerate(source.segments, start=1):
+    for value, segment in segments:
         segmentation.AddEmptySegment(segment.segment_id, segment.name, list(segment.color))
         updateVolumeFromArray(holder, (array == value).astype(np.uint8))
         set_ijk_to_ras(holder, ijk_to_ras(reference_volume))
-        binary = logic.CreateOrientedImageDataFromVolumeNode(holder)
+        binary = oriented_image_from_volume(holder)
         logic.SetBinaryLabelmapToSegment(binary, node, segment.segment_id, logic.MODE_REPLACE)
     node.CreateDefaultDisplayNodes()

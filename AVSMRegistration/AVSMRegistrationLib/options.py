@@ -128,9 +128,13 @@ class RegistrationOptions:
         return dataclasses.replace(self, **changes)
 
 
-OUTPUT_KEYS = ("transform", "affine", "warped", "warpedLabels", "jacobian", "folds")
+OUTPUT_KEYS = ("transform", "affine", "warped", "warpedLabels", "jacobian", "folds", "inverse")
 """Outputs of a run. Each is requested with True (create a new node), False/None (skip) or an
 existing node (its content is replaced once the run has succeeded)."""
+
+OPTIONAL_OUTPUT_KEYS = ("inverse",)
+"""Outputs that are off unless asked for. `inverse` maps fixed -> moving in Slicer's sense (put
+the fixed volume under it to see it on the moving volume); the engine computes it exactly."""
 
 GRID_SPACING_MM = 10.0
 """Deformation-grid line spacing in the slice views."""

@@ -14,7 +14,7 @@ from .display import show_folds, show_grid, show_jacobian
 from .engine import EngineOutputs
 from .geometry import ijk_to_ras, set_ijk_to_ras, update_volume_from_image
 from .hierarchy import place_beside
-from .labels import LabelSource, fill_label_map, fill_segmentation
+from .labels import LabelSource, fill_label_map, fill_segmentation, label_map_segments
 from .scene import SceneTransaction
 
 REPORT_ATTRIBUTE = "AVSMRegistration.Report"
@@ -31,12 +31,13 @@ class RegistrationNodes:
     warpedLabels: object = None
     jacobian: object = None
     folds: object = None
+    inverse: object = None
     summary: str = ""
     report: dict = field(default_factory=dict)
 
     def nodes(self) -> list:
-        return [n for n in (self.transform, self.affine, self.warped, self.warpedLabels, self.jacobian, self.folds)
-                if n is not None]
+        return [n for n in (self.transform, self.affine, self.warped, self.warpedLabels, self.jacobian, self.folds,
+                            self.inverse) if n is not None]
 
 
 def _load_transform(node, path) -> None:
@@ -64,6 +65,25 @@ def _volume(scene, cls: str, name: str, image: sitk.Image, fixed):
     return node
 
 
+def _warped_labels(scene, image: sitk.Image, request, source: LabelSource, labels_name: str, fixed):
+    """A new node of the kind `request` names (an existing node's own kind, whatever the input's
+    kind was; the input's kind for True), filled with the warped labels."""
+    labels = _on_fixed_grid(image, fixed)
+    as_segmentation = (request.IsA("vtkMRMLSegmentationNode") if not isinstance(request, bool)
+                       else source.is_segmentation)
+    name = scene.GenerateUniqueName(f"{labels_name} warped")
+    if as_segmentation:
+        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+        segments = (list(enumerate(source.segments, start=1)) if source.is_segmentation
+                    else label_map_segments(labels, source, scene))
+        fill_segmentation(node, labels, segments, fixed)
+    else:
+        node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", name)
+        fill_label_map(node, labels, source)
+        set_ijk_to_ras(node, ijk_to_ras(fixed))
+    return node
+
+
 def build_nodes(outputs: EngineOutputs, fixed, moving, requests: dict, label_source: LabelSource | None,
                 labels_name: str, summary: str, show_deformation_grid: bool = True) -> RegistrationNodes:
     """Create the requested output nodes; all of them or (on an error) none.
@@ -84,19 +104,16 @@ def build_nodes(outputs: EngineOutputs, fixed, moving, requests: dict, label_sou
             node = scene.AddNewNodeByClass("vtkMRMLTransformNode", scene.GenerateUniqueName(f"{base} to {fixed.GetName()} (affine)"))
             _load_transform(node, outputs.affine_file)
             result.affine = node
+        if "inverse" in wanted:
+            node = scene.AddNewNodeByClass("vtkMRMLTransformNode", scene.GenerateUniqueName(f"{fixed.GetName()} to {base} (AVSM inverse)"))
+            _load_transform(node, outputs.inverse_file)
+            result.inverse = node
         if "warped" in wanted:
             result.warped = _volume(scene, "vtkMRMLScalarVolumeNode", f"{base} warped",
                                     sitk.Cast(outputs.warped, sitk.sitkFloat32), fixed)
         if "warpedLabels" in wanted and outputs.warped_labels is not None and label_source is not None:
-            labels = _on_fixed_grid(outputs.warped_labels, fixed)
-            if label_source.is_segmentation:
-                node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(f"{labels_name} warped"))
-                fill_segmentation(node, labels, label_source, fixed)
-            else:
-                node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", scene.GenerateUniqueName(f"{labels_name} warped"))
-                fill_label_map(node, labels, label_source)
-                set_ijk_to_ras(node, ijk_to_ras(fixed))
-            result.warpedLabels = node
+            result.warpedLabels = _warped_labels(scene, outputs.warped_labels, wanted["warpedLabels"], label_source,
+                                                 labels_name, fixed)
         if "jacobian" in wanted:
             result.jacobian = _volume(scene, "vtkMRMLScalarVolumeNode", f"{base} det(J)",
                                       sitk.Cast(outputs.det_jacobian, sitk.sitkFloat32), fixed)
@@ -121,6 +138,9 @@ def _decorate(result: RegistrationNodes, fixed, moving, report: dict, show_defor
         if transform is not None:
             transform.SetNodeReferenceID(transform.GetFixedNodeReferenceRole(), fixed.GetID())
             transform.SetNodeReferenceID(transform.GetMovingNodeReferenceRole(), moving.GetID())
+    if result.inverse is not None:  # it moves the fixed volume onto the moving one
+        result.inverse.SetNodeReferenceID(result.inverse.GetFixedNodeReferenceRole(), moving.GetID())
+        result.inverse.SetNodeReferenceID(result.inverse.GetMovingNodeReferenceRole(), fixed.GetID())
     if result.transform is not None:
         result.transform.SetAttribute(SUMMARY_ATTRIBUTE, result.summary)
         result.transform.SetAttribute(REPORT_ATTRIBUTE, json.dumps(report, default=str))

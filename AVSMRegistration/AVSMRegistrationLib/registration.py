@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import shlex
 import shutil
 import tempfile
 import time
@@ -13,10 +14,11 @@ from typing import Callable
 
 import SimpleITK as sitk
 
+from .errors import RegistrationInputError
 from .engine import EngineInputs, EngineProcess, ProgressCallback, forward, run_in_process
 from .geometry import image_from_volume
 from .labels import label_image
-from .options import DEFAULT_METHOD, OUTPUT_KEYS, RegistrationOptions
+from .options import DEFAULT_METHOD, OPTIONAL_OUTPUT_KEYS, OUTPUT_KEYS, RegistrationOptions
 from .outputs import RegistrationNodes, build_nodes
 from .summary import summary_text
 from .validation import check_inputs
@@ -29,8 +31,8 @@ class RegistrationJob:
     def __init__(self, fixed, moving, movingLabels=None, fixedLabels=None,
                  options: RegistrationOptions = RegistrationOptions(), outputs: dict | None = None,
                  showGrid: bool = True, tempRoot: str | Path | None = None,
-                 python: str | None = None, launcher: list[str] | None = None):
-        outputs = {key: True for key in OUTPUT_KEYS} if outputs is None else dict(outputs)
+                 python: str | None = None, launcher: list[str] | None = None, keepFiles: bool = False):
+        outputs = {key: key not in OPTIONAL_OUTPUT_KEYS for key in OUTPUT_KEYS} if outputs is None else dict(outputs)
         check_inputs(fixed, moving, movingLabels, fixedLabels, outputs)
         self.options = options.validated()
         self.fixed, self.moving = fixed, moving
@@ -43,6 +45,8 @@ class RegistrationJob:
         self.workdir: Path | None = None
         self.started_at: float | None = None
         self.label_source = None
+        self.keep_files = keepFiles
+        self.kept_folder: Path | None = None
 
     # -- preparation ---------------------------------------------------------------------------
     def _engine_inputs(self) -> EngineInputs:
@@ -57,20 +61,36 @@ class RegistrationJob:
         return EngineInputs(fixed, moving, moving_labels, fixed_labels)
 
     def _make_workdir(self) -> Path:
-        self.workdir = Path(tempfile.mkdtemp(prefix="AVSMRegistration-", dir=self.tempRoot))
+        """The run's temporary folder (inputs, engine outputs); making it is the check that the
+        temporary root is writable, before anything is exported or run."""
+        try:
+            self.workdir = Path(tempfile.mkdtemp(prefix="AVSMRegistration-", dir=self.tempRoot))
+        except OSError as error:
+            root = self.tempRoot or tempfile.gettempdir()
+            raise RegistrationInputError(f"The temporary folder {root} is not writable ({error.strerror}); "
+                                         "choose another one in Application Settings (Temporary directory).") from None
         return self.workdir
 
-    def cleanup(self) -> None:
-        if self.workdir is not None:
+    def cleanup(self, keep: bool | None = None) -> None:
+        """Remove the temporary folder, or (`keepFiles`) leave it with the engine's command line and
+        messages in `engine.log` for a bug report; `kept_folder` then names it."""
+        if self.workdir is None:
+            return
+        if self.keep_files if keep is None else keep:
+            log = [shlex.join(self.process.command), *self.process.stderr_lines()] if self.process is not None else []
+            (self.workdir / "engine.log").write_text("\n".join(log) + "\n")
+            self.kept_folder = self.workdir
+        else:
             shutil.rmtree(self.workdir, ignore_errors=True)
-            self.workdir = None
+        self.workdir = None
 
     # -- background run (panel) ----------------------------------------------------------------
     def start(self) -> None:
         self.started_at = time.monotonic()
+        workdir = self._make_workdir()
         try:
             inputs = self._engine_inputs()
-            self.process = EngineProcess(inputs, self.options, self._make_workdir(),
+            self.process = EngineProcess(inputs, self.options, workdir,
                                          python=self.python, launcher=self.launcher)
             self.process.start()
         except BaseException:
@@ -89,11 +109,12 @@ class RegistrationJob:
         return finished
 
     def cancel(self) -> None:
+        """Stop the engine; its files are removed even with `keepFiles` (a cancel is not a bug)."""
         try:
             if self.process is not None:
                 self.process.cancel()
         finally:
-            self.cleanup()
+            self.cleanup(keep=False)
 
     def finish(self) -> RegistrationNodes:
         """Import the engine's outputs into the scene (all or nothing) and remove the temporary files."""
@@ -105,8 +126,9 @@ class RegistrationJob:
     # -- in-process run (console) --------------------------------------------------------------
     def run_in_process(self, progress: ProgressCallback | None = None) -> RegistrationNodes:
         self.started_at = time.monotonic()
+        workdir = self._make_workdir()
         try:
-            outputs = run_in_process(self._engine_inputs(), self.options, self._make_workdir(), progress)
+            outputs = run_in_process(self._engine_inputs(), self.options, workdir, progress)
             return self._import(outputs)
         finally:
             self.cleanup()
@@ -127,11 +149,14 @@ def register_volumes(fixedNode, movingNode, method: str = DEFAULT_METHOD, moving
                      outputJacobian=True, outputFolds=True, showGrid: bool = True,
                      progress: ProgressCallback | None = None, log: Callable[[str], None] | None = None,
                      background: bool = False, tempRoot: str | Path | None = None,
-                     python: str | None = None, launcher: list[str] | None = None) -> RegistrationNodes:
+                     python: str | None = None, launcher: list[str] | None = None,
+                     outputInverse=False, keepFiles: bool = False) -> RegistrationNodes:
     """Register `movingNode` to `fixedNode` and return the created nodes (blocking).
 
     Each output* is True (create a new node, the default), False/None (skip it) or an existing
-    node to fill. Inputs are never modified; on any error nothing is added to the scene.
+    node to fill; outputInverse (the moving -> fixed inverse transform) is off unless asked for.
+    Inputs are never modified; on any error nothing is added to the scene. `keepFiles=True` leaves
+    the temporary folder (inputs, engine outputs, engine.log) for a bug report.
     `background=True` runs the engine as a separate `avsm register` process (as the panel does)
     instead of calling it in this process.
     """
@@ -139,9 +164,9 @@ def register_volumes(fixedNode, movingNode, method: str = DEFAULT_METHOD, moving
                                   vsvf_steps=vsvfSteps, instance_opt=instanceOpt, working_spacing=workingSpacing,
                                   affine_refine=affineRefine)
     outputs = dict(zip(OUTPUT_KEYS, (outputTransform, outputAffine, outputWarped, outputWarpedLabels,
-                                     outputJacobian, outputFolds)))
+                                     outputJacobian, outputFolds, outputInverse)))
     job = RegistrationJob(fixedNode, movingNode, movingLabels, fixedLabels, options, outputs, showGrid,
-                          tempRoot, python, launcher)
+                          tempRoot, python, launcher, keepFiles)
     if not background:
         return job.run_in_process(progress)
     job.start()

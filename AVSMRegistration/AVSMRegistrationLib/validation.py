@@ -9,6 +9,7 @@ import slicer
 
 from .errors import RegistrationInputError
 from .geometry import describe_grid, dimensions, is_scalar_volume, same_grid
+from .labels import can_make_binary_labelmap
 from .options import OUTPUT_KEYS
 
 OUTPUT_NODE_CLASSES = {
@@ -18,6 +19,7 @@ OUTPUT_NODE_CLASSES = {
     "warpedLabels": ("vtkMRMLLabelMapVolumeNode", "vtkMRMLSegmentationNode"),
     "jacobian": "vtkMRMLScalarVolumeNode",
     "folds": "vtkMRMLLabelMapVolumeNode",
+    "inverse": "vtkMRMLTransformNode",
 }
 
 
@@ -47,16 +49,45 @@ def volume_problem(node, role: str) -> str | None:
     low, high = image.GetScalarRange()
     if low == high:
         return f"The {role} volume '{_name(node)}' is empty: every voxel is {low + 0.0:g}."
+    return transform_problem(node, role)
+
+
+def transform_problem(node, role: str) -> str | None:
+    """Why the parent transform of the `role` volume is not usable, or None.
+
+    The moving volume may sit under a linear transform: the engine gets a copy with it applied
+    (exact, no resampling). The fixed volume may not: every output is placed on its grid."""
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return None
+    if role == "fixed":
+        return (f"The fixed volume '{_name(node)}' is under the transform '{_name(parent)}'; outputs are placed on "
+                "the fixed grid, so harden or remove that transform first (Transforms module).")
+    if not parent.IsTransformToWorldLinear():
+        return (f"The {role} volume '{_name(node)}' is under the non-linear transform '{_name(parent)}'; "
+                "harden it first (Transforms module).")
     return None
+
+
+def _same_parent(labels, volume) -> bool:
+    return labels.GetParentTransformNode() is volume.GetParentTransformNode()
 
 
 def labels_problem(labels, volume, role: str) -> str | None:
     """Why `labels` cannot go with the `role` volume, or None. Label maps must share its grid."""
     if labels is None:
         return None
+    if isinstance(labels, (slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode)) \
+            and not _same_parent(labels, volume):
+        return (f"The {role} labels '{_name(labels)}' are not under the same transform as the {role} volume "
+                f"'{_name(volume)}'; put both under the same transform or harden them.")
     if isinstance(labels, slicer.vtkMRMLSegmentationNode):
         if labels.GetSegmentation().GetNumberOfSegments() == 0:
             return f"The {role} segmentation '{_name(labels)}' has no segments."
+        if not can_make_binary_labelmap(labels):
+            source = labels.GetSegmentation().GetSourceRepresentationName()
+            return (f"The {role} segmentation '{_name(labels)}' has no binary labelmap and its '{source}' "
+                    "representation cannot be converted to one; convert it in the Segmentations module.")
         return None
     if not isinstance(labels, slicer.vtkMRMLLabelMapVolumeNode):
         return f"The {role} labels '{_name(labels)}' must be a label map volume or a segmentation."
@@ -109,6 +140,16 @@ def input_problem(fixed, moving, movingLabels=None, fixedLabels=None, outputs=No
         return "The same node is selected for two outputs; pick a different node or 'create new'."
     if not any(request not in (None, False) for request in outputs.values()) and outputs:
         return "Select at least one output."
+    return None
+
+
+def default_fixed_volume(scene):
+    """The volume the panel proposes as fixed: the scene's first intensity volume (never a label map
+    or a vector volume), or None."""
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLScalarVolumeNode")
+        if is_scalar_volume(node) and not isinstance(node, slicer.vtkMRMLLabelMapVolumeNode):
+            return node
     return None
 
 

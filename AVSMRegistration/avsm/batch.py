@@ -23,6 +23,7 @@ from typing import Optional
 
 from .checkpoints import atomic_write
 from .errors import AVSMError
+from .output_folder import check_writable
 
 SUMMARY_FIELDS = ("name", "status", "dice_mean", "fold_fraction", "seconds", "error")
 SAFE_NAME = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -118,8 +119,8 @@ def _write_summary(path: Path, records: list[dict]) -> None:
 
 def run_batch(pairs_csv: str, outdir: str, options: dict, workers: int = 1, progress=None) -> list[dict]:
     """Register every pair of this rank's share; return the records (rank 0: all ranks' records)."""
+    out = check_writable(outdir)
     jobs = read_pairs(Path(pairs_csv))
-    out = Path(outdir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:

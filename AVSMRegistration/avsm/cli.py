@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 from .errors import AVSMError
 from .methods import DEFAULT_PRESET, METHOD_NAMES, PRESET_NAMES, PRESETS, resolve
+from .output_folder import check_writable
 
 SAMPLE_DATA = Path(__file__).parent / "sample_data"
 
@@ -86,10 +87,11 @@ def run_register(args: argparse.Namespace, fixed: str, moving: str, outdir: str,
     from .pipeline import register
 
     resolve(args.preset, args.method)
-    _check_output_writable(Path(outdir))
+    check_writable(outdir)
     callback, bar = _progress(args.progress)
     try:
-        result = register(fixed, moving, method=args.method, preset=args.preset, moving_labels=moving_labels, fixed_labels=fixed_labels,
+        result = register(fixed, moving, method=args.method, preset=args.preset, moving_labels=moving_labels,
+                          fixed_labels=fixed_labels,
                           device=args.device, model=args.model, affine_steps=args.affine_steps,
                           vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, progress=callback,
                           working_spacing=args.working_spacing, affine_refine=args.affine_refine)
@@ -103,21 +105,6 @@ def run_register(args: argparse.Namespace, fixed: str, moving: str, outdir: str,
         print(f"outputs written to {saved}")
         print(result.summary)
     return 0
-
-
-def _check_output_writable(outdir: Path) -> None:
-    """Fail before any computation if the output folder cannot be created or written."""
-    import os
-
-    probe = outdir
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise AVSMError(f"output path is not a folder: {probe}")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise AVSMError(f"output folder is not writable: {outdir}")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -145,9 +132,10 @@ def run_batch_command(args: argparse.Namespace) -> int:
     method, _ = resolve(args.preset, args.method)
     for name in ("affine-refine", "instance-opt", "model"):
         refuse_network_option(name, getattr(args, name.replace("-", "_")), method)
-    _check_output_writable(Path(args.output))
+    check_writable(args.output)
     callback, bar = _progress(args.progress)
-    options = dict(method=args.method, preset=args.preset, device=args.device, model=args.model, affine_steps=args.affine_steps,
+    options = dict(method=args.method, preset=args.preset, device=args.device, model=args.model,
+                   affine_steps=args.affine_steps,
                    vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, working_spacing=args.working_spacing,
                    affine_refine=args.affine_refine)
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -51,9 +50,9 @@ def panel_state(module, nodes, **changes):
                  method=module.MethodChoice["vsvf-opt"], affineSteps=0, vsvfSteps=0, instanceOptIterations=0,
                  affineRefine=-1,
                  device=module.DeviceChoice["cpu"],
-                 modelFile=Path(), showGrid=True)
-    for key in ("Transform", "Affine", "Warped", "WarpedLabels", "Jacobian", "Folds"):
-        state[f"create{key}"], state[f"output{key}"] = True, None
+                 modelPath="", showGrid=True, keepIntermediateFiles=False)
+    for key in ("Transform", "Affine", "Warped", "WarpedLabels", "Jacobian", "Folds", "Inverse"):
+        state[f"create{key}"], state[f"output{key}"] = key != "Inverse", None
     state.update(changes)
     return SimpleNamespace(**state)
 
@@ -71,7 +70,7 @@ def test_panel_defaults_map_to_engine_defaults(module, nodes):
     logic = module.AVSMRegistrationLogic()
     options = logic._options(panel_state(module, nodes))
     assert options.engine_kwargs() == {"method": "vsvf-opt", "device": "cpu"}  # 0 steps -> engine default
-    options = logic._options(panel_state(module, nodes, affineSteps=7, modelFile=Path("/models/m.pt")))
+    options = logic._options(panel_state(module, nodes, affineSteps=7, modelPath="/models/m.pt"))
     assert options.affine_steps == 7 and options.model == "/models/m.pt"
 
 
@@ -102,14 +101,19 @@ def test_disabled_register_button_says_why(module, nodes):
     assert logic.inputProblem(panel_state(module, nodes)) is None
     assert "same node" in logic.inputProblem(panel_state(module, nodes, movingVolume=nodes["fixed"]))
     assert logic.inputProblem(panel_state(module, nodes, movingVolume=None)) == "Select a moving volume."
-    none = {f"create{k}": False for k in ("Transform", "Affine", "Warped", "WarpedLabels", "Jacobian", "Folds")}
+    none = {f"create{k}": False for k in ("Transform", "Affine", "Warped", "WarpedLabels", "Jacobian", "Folds",
+                                            "Inverse")}
     assert logic.inputProblem(panel_state(module, nodes, **none)) == "Select at least one output."
 
 
 def test_start_registration_runs_in_the_background_and_cancels(module, nodes, scene, tmp_path):
     pytest.importorskip("avsm", reason="the avsm engine (torch) is not importable")
     before = scene_state(scene)
-    job = module.AVSMRegistrationLogic().startRegistration(panel_state(module, nodes))
+    logic = module.AVSMRegistrationLogic()
+    logic.ensureDependencies = lambda log=None: None  # PyTorch Utils is a Slicer extension; torch is here
+    job = logic.startRegistration(panel_state(module, nodes))
+    assert not job.running  # the panel's RunController starts it
+    job.start()
     assert job.running
     job.cancel()
     assert not job.running
@@ -142,3 +146,148 @@ def test_default_method_is_the_manifests_choice_among_methods_that_can_run(tmp_p
     assert default_method(manifest) == "vsvf-opt"
     shipped = json.loads(MODELS_MANIFEST.read_text())
     assert default_method() == shipped["default_method"]
+
+
+class RecordingTimer:
+    """The panel's QTimer as far as the widget uses it."""
+
+    def __init__(self):
+        self.active, self.stops = False, 0
+
+    def start(self):
+        self.active = True
+
+    def stop(self):
+        self.active, self.stops = False, self.stops + 1
+
+
+def widget_with_run(module, nodes, errors, **changes):
+    """A panel widget with plain stand-ins for its Qt widgets and timer, and the real run controller."""
+    from AVSMRegistrationLib.run_state import RunController
+
+    widget = module.AVSMRegistrationWidget()
+    widget.ui = SimpleNamespace(registerButton=SimpleNamespace(text="", enabled=False, toolTip=""),
+                                inputStatusLabel=SimpleNamespace(text=""),
+                                progressBar=SimpleNamespace(value=0, format=""))
+    widget.logic = module.AVSMRegistrationLogic()
+    widget.logic.ensureDependencies = lambda log=None: None  # PyTorch Utils is a Slicer extension; torch is here
+    widget._parameterNode = panel_state(module, nodes, **changes)
+    widget._timer = RecordingTimer()
+    widget.run = RunController(report_error=errors.append)
+    return widget
+
+
+def test_a_failed_run_shows_one_error_and_stops_the_timer(module, nodes, scene):
+    import time
+
+    errors = []
+    widget = widget_with_run(module, nodes, errors, modelPath="avsm-brain")  # the engine refuses it for vsvf-opt
+    before = scene_state(scene)
+    assert widget.run.start(lambda: widget.logic.startRegistration(widget._parameterNode))
+    widget._timer.start()
+    deadline = time.monotonic() + 120
+    while widget._timer.active and time.monotonic() < deadline:
+        widget.onTimer()
+        time.sleep(0.05)
+    assert not widget._timer.active and widget._timer.stops == 1
+    assert len(errors) == 1 and "--model applies to the network methods" in errors[0]
+    assert widget.ui.registerButton.text == "Register" and widget.ui.registerButton.enabled
+    widget.onTimer()  # a tick already queued changes nothing
+    assert len(errors) == 1
+    assert scene_state(scene) == before
+
+
+def test_cleanup_during_a_run_stops_the_timer_and_the_engine(module, nodes, scene):
+    errors = []
+    widget = widget_with_run(module, nodes, errors, vsvfSteps=500)
+    before = scene_state(scene)
+    assert widget.run.start(lambda: widget.logic.startRegistration(widget._parameterNode))
+    process = widget.run.job.process.process
+    widget._timer.start()
+    widget.cleanup()
+    assert not widget._timer.active and process.poll() is not None
+    assert not widget.run.active and errors == []
+    assert scene_state(scene) == before
+
+
+class TorchUtilsLogic:
+    """PyTorch Utils (another Slicer extension) with torch absent and a chosen installTorch outcome."""
+
+    outcome = None
+
+    def torchInstalled(self):
+        return False
+
+    def installTorch(self, askConfirmation, torchVersionRequirement):
+        self.requested = torchVersionRequirement
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+@pytest.fixture
+def torch_utils(monkeypatch):
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", SimpleNamespace(PyTorchUtilsLogic=TorchUtilsLogic))
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda *args, **kwargs: True)
+    return TorchUtilsLogic
+
+
+def test_an_install_that_raises_becomes_one_line(module, torch_utils, monkeypatch):
+    monkeypatch.setattr(torch_utils, "outcome", OSError("pip failed\nConnectionError: no route to host"))
+    with pytest.raises(RuntimeError) as error:
+        module.AVSMRegistrationLogic().ensureDependencies()
+    assert str(error.value) == ("PyTorch could not be installed (ConnectionError: no route to host); "
+                                "see the PyTorch Utils module.")
+
+
+def test_an_install_that_returns_nothing_is_refused(module, torch_utils):
+    with pytest.raises(RuntimeError, match="^PyTorch could not be installed; see the PyTorch Utils module.$"):
+        module.AVSMRegistrationLogic().ensureDependencies()
+
+
+def test_torch_is_installed_in_the_tested_range(module, torch_utils, monkeypatch):
+    from AVSMRegistrationLib.dependencies import TORCH_REQUIREMENT
+
+    asked = []
+    monkeypatch.setattr(torch_utils, "installTorch",
+                        lambda self, askConfirmation, torchVersionRequirement: asked.append(torchVersionRequirement))
+    with pytest.raises(RuntimeError):
+        module.AVSMRegistrationLogic().ensureDependencies()
+    assert asked == [TORCH_REQUIREMENT] == [">=2.3,<2.14"]
+
+
+def test_without_the_pytorch_extension_the_message_says_what_to_install(module, monkeypatch):
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", None)  # import fails
+    with pytest.raises(RuntimeError, match="needs the PyTorch extension: install it with the Extensions Manager"):
+        module.AVSMRegistrationLogic().ensureDependencies()
+
+
+def test_the_self_tests_registration_runs_on_the_bundled_pair(module, scene, monkeypatch, tmp_path):
+    """AVSMRegistrationTest.test_registration as Slicer runs it, with the sample files loaded through
+    slicer-core instead of slicer.util.loadVolume (which needs the application)."""
+    import unittest
+
+    import SimpleITK as sitk
+
+    from slicer_test_support import SAMPLE_DATA, add_volume
+
+    class SelfTest(module.AVSMRegistrationTest, unittest.TestCase):
+        def __init__(self):
+            unittest.TestCase.__init__(self, "test_registration")
+
+        def delayDisplay(self, message):
+            pass
+
+        def _loadSampleData(self):
+            def read(name):
+                return sitk.ReadImage(str(SAMPLE_DATA / name))
+            return (add_volume(scene, read("fixed_t1_2mm.nii.gz"), "fixed"),
+                    add_volume(scene, read("moving_t1_2mm.nii.gz"), "moving"),
+                    add_volume(scene, read("fixed_brainmask_2mm.nii.gz"), "fixed mask", "vtkMRMLLabelMapVolumeNode"),
+                    add_volume(scene, read("moving_brainmask_2mm.nii.gz"), "moving mask", "vtkMRMLLabelMapVolumeNode"))
+
+    monkeypatch.setattr(slicer, "app", SimpleNamespace(temporaryPath=str(tmp_path), processEvents=lambda: None),
+                        raising=False)
+    monkeypatch.delenv("AVSM_SELFTEST_SKIP_ENGINE", raising=False)
+    SelfTest().test_registration()
+    assert list(tmp_path.iterdir()) == []

@@ -266,3 +266,40 @@ def test_device_choice_is_described_for_the_log():
     assert describe_device("cpu") == "CPU (chosen)"
     expected = "GPU: " if torch.cuda.is_available() else "CPU (no CUDA GPU found)"
     assert describe_device("auto").startswith(expected)
+
+
+def test_inverse_transform_is_an_optional_output_that_undoes_the_transform(scene, known_nodes, known_pair, tmp_path):
+    fixed, moving = known_nodes["fixed"], known_nodes["moving"]
+    quiet = dict(outputWarped=False, outputWarpedLabels=False, outputJacobian=False, outputFolds=False)
+    assert register_volumes(fixed, moving, method="vsvf-opt", device="cpu", tempRoot=tmp_path, **quiet,
+                            **FAST).inverse is None  # off unless asked for
+    existing = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "my inverse")  # any transform node kind
+    result = register_volumes(fixed, moving, method="vsvf-opt", device="cpu", tempRoot=tmp_path, outputInverse=existing,
+                              **quiet, **FAST)
+    inverse = result.inverse
+    assert inverse is existing and not inverse.IsLinear()
+    assert inverse.GetNodeReference(inverse.GetFixedNodeReferenceRole()) is moving
+    assert inverse.GetNodeReference(inverse.GetMovingNodeReferenceRole()) is fixed
+    forward, backward = result.transform.GetTransformToParent(), inverse.GetTransformToParent()
+    errors = [np.linalg.norm(np.array(forward.TransformPoint(backward.TransformPoint(p[:3]))) - p[:3])
+              for p in brain_points_ras(known_pair.fixed)]
+    assert max(errors) < 0.5, errors  # mm: the engine inverts the map, it is not a dynamic Slicer inverse
+    assert os.listdir(tmp_path) == []
+
+
+def test_kept_intermediate_files_hold_the_inputs_outputs_and_the_engine_log(scene, known_nodes, tmp_path):
+    from AVSMRegistrationLib import RegistrationJob, RegistrationOptions
+
+    options = RegistrationOptions(method="affine", device="cpu", affine_steps=5, working_spacing=8.0)
+    job = RegistrationJob(known_nodes["fixed"], known_nodes["moving"], known_nodes["movingLabels"], options=options,
+                          tempRoot=tmp_path, keepFiles=True)
+    job.start()
+    job.process.wait()
+    job.finish()
+    folder = job.kept_folder
+    assert folder is not None and folder.parent == tmp_path
+    names = {p.name for p in folder.iterdir()}
+    assert {"fixed.nrrd", "moving.nrrd", "moving_labels.nrrd", "out", "engine.log"} <= names
+    assert {"transform.h5", "inverse.h5", "report.json"} <= {p.name for p in (folder / "out").iterdir()}
+    log = (folder / "engine.log").read_text().splitlines()
+    assert " register " in log[0] and "--method affine" in log[0]

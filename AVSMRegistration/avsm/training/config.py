@@ -8,7 +8,6 @@ to the folder of the configuration file.
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -164,6 +163,10 @@ def build_section(cls, values: dict, prefix: str = ""):
 
 def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a TOML configuration (every check that needs no data happens here)."""
+    try:
+        import tomllib  # imported here: Python 3.9 (Slicer 5.8) has none, and the module must import there
+    except ModuleNotFoundError:
+        raise AVSMError("reading a training configuration needs Python 3.11 or newer (tomllib)") from None
     path = Path(path)
     if not path.is_file():
         raise AVSMError(f"config file not found: {path}")
