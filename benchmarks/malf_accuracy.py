@@ -81,9 +81,11 @@ import SimpleITK as sitk  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_data import HELD_OUT, malf_image, malf_labels, require_malf2012  # noqa: E402
 ALL_METHODS = ("affine", "vsvf-opt", "syn", "elastix")
+# The presets of avsm.methods, each run as a user runs it: avsm.register(preset=NAME), nothing else set.
+PRESET_ROWS = ("fast", "default", "accurate")
 NETWORK_METHODS = ("affine-net", "avsm", "avsm-3", "avsm-io", "voxelmorph",
                    "affine-net-r", "avsm-3-r", "avsm-io-r", "voxelmorph-r")
-EXTRA_METHODS = ("vsvf-tuned",) + NETWORK_METHODS  # run only when named in --methods
+EXTRA_METHODS = ("vsvf-tuned", "greedy") + PRESET_ROWS + NETWORK_METHODS  # run only when named in --methods
 # vsvf-opt settings tuned on malf2012 TRAINING pairs (1010<-1011, 1012<-1013, 1014<-1015, 1017<-1018) with
 # benchmarks/tuning/sweep_vsvf.py; see benchmarks/tuning/README.md. Run as method "vsvf-tuned".
 TUNED_VSVF = dict(sigma_fractions=(0.015, 0.03, 0.045, 0.06, 0.075), learning_rate=2.0, regularisation=50.0,
@@ -179,6 +181,50 @@ def run_network(method: str, fixed: str, moving: str, args, workdir: str) -> dic
             "network_s": network_s}
 
 
+def run_preset(preset: str, fixed: str, moving: str, args, workdir: str) -> dict:
+    import avsm
+
+    tick = time.perf_counter()
+    result = avsm.register(image_path(fixed), image_path(moving), preset=preset, moving_labels=label_path(moving),
+                           fixed_labels=label_path(fixed), device="cpu")
+    result.save(os.path.join(workdir, preset))
+    seconds = time.perf_counter() - tick
+    rep = result.report
+    return {"dice": rep["dice_mean"], "fold_fraction": rep["fold_fraction"], "detj_min": rep["det_jacobian_min"],
+            "detj_max": rep["det_jacobian_max"], "seconds": seconds, "engine_total_s": rep["timings"]["total"]}
+
+
+# Greedy (picsl-greedy) as its documentation sets it up for brain MRI: affine (12 dof, NCC 2x2x2, from the
+# image centres), then deformable (NCC 2x2x2, 100x50x10 iterations, smoothing 2.0 / 0.5 voxels).
+GREEDY_AFFINE = "-a -dof 12 -ia-image-centers -n 100x50x10 -m NCC 2x2x2"
+GREEDY_DEFORMABLE = "-n 100x50x10 -m NCC 2x2x2 -s 2.0vox 0.5vox"
+
+
+def run_greedy(fixed: str, moving: str, args, workdir: str) -> dict:
+    from picsl_greedy import Greedy3D
+
+    out = os.path.join(workdir, "greedy")
+    os.makedirs(out, exist_ok=True)
+    f, m = image_path(fixed), image_path(moving)
+    affine, warp = os.path.join(out, "affine.mat"), os.path.join(out, "warp.nii.gz")
+    threads = f"-threads {THREADS}"
+    tick = time.perf_counter()
+    greedy = Greedy3D()
+    greedy.execute(f"-d 3 {threads} -i {f} {m} {GREEDY_AFFINE} -o {affine}")
+    greedy.execute(f"-d 3 {threads} -i {f} {m} -it {affine} {GREEDY_DEFORMABLE} -o {warp}")
+    greedy.execute(f"-d 3 {threads} -rf {f} -rm {m} {os.path.join(out, 'warped.nii.gz')} -ri LABEL 0.2vox "
+                   f"-rm {label_path(moving)} {os.path.join(out, 'warped_labels.nii.gz')} -r {warp} {affine}")
+    seconds = time.perf_counter() - tick
+    # evaluation (not timed): the composed forward map (warp + affine) as one displacement field
+    composed = os.path.join(out, "composed.nii.gz")
+    greedy.execute(f"-d 3 {threads} -rf {f} -rc {composed} -r {warp} {affine}")
+    det = det_jacobian_of_displacement(sitk.ReadImage(composed, sitk.sitkVectorFloat64))
+    fixed_lab = sitk.GetArrayFromImage(sitk.ReadImage(label_path(fixed)))
+    warped = sitk.GetArrayFromImage(sitk.ReadImage(os.path.join(out, "warped_labels.nii.gz")))
+    return {"dice": dice_mean(warped, fixed_lab), "fold_fraction": float((det <= 0).mean()),
+            "detj_min": float(det.min()), "detj_max": float(det.max()), "seconds": seconds}
+
+
 def run_syn(fixed: str, moving: str, args, workdir: str) -> dict:
     import ants
 
@@ -267,6 +313,10 @@ def run_method(method: str, fixed: str, moving: str, args, workdir: str) -> dict
         return run_avsm(method, fixed, moving, args, workdir)
     if method in NETWORK_METHODS:
         return run_network(method, fixed, moving, args, workdir)
+    if method in PRESET_ROWS:
+        return run_preset(method, fixed, moving, args, workdir)
+    if method == "greedy":
+        return run_greedy(fixed, moving, args, workdir)
     if method == "syn":
         return run_syn(fixed, moving, args, workdir)
     if method == "elastix":
@@ -360,6 +410,7 @@ def main(argv=None) -> int:
                     help=f"comma list of {', '.join(ALL_METHODS + EXTRA_METHODS)} (default: {','.join(ALL_METHODS)}); "
                          "vsvf-tuned is vsvf-opt with the settings tuned on training pairs (TUNED_VSVF)")
     ap.add_argument("--out", default=None, help="summary file: .md (markdown) or .csv; per-pair rows to <stem>_pairs.csv")
+    ap.add_argument("--chart", default=None, help="also draw the speed-accuracy chart (PNG) of the summary")
     ap.add_argument("--keep", default=None, help="keep every method's outputs under this folder")
     ap.add_argument("--working-spacing", type=float, default=None, help="vsvf-opt working spacing in mm")
     ap.add_argument("--vsvf-iterations", type=int, default=None)
@@ -527,6 +578,11 @@ def write_outputs(rows: list[dict], methods: list[str], pairs: list, args, kept_
                 w.writerows(summary)
         write_pair_rows(pair_rows_path(args.out), [*kept_rows, *rows])
         print(f"written {out}")
+    if args.chart:
+        from speed_accuracy_chart import draw
+
+        draw(summary, rows, args.chart, header)
+        print(f"written {args.chart}")
 
 
 if __name__ == "__main__":
