@@ -45,3 +45,8 @@ def test_the_fast_preset_runs_the_bundled_network_and_names_itself(scene, nodes,
     assert result.report["working_spacing_mm"] == 4.0 and result.report["fold_count"] == 0
     assert result.summary.startswith("Preset 'fast' (AVSM network): 'moving' -> 'fixed' in ")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_manifest_lists_models_and_leaves_the_default_to_the_method_registry():
+    manifest = json.loads((models_dir() / "manifest.json").read_text())
+    assert list(manifest) == ["models"]
