@@ -49,10 +49,10 @@ class AVSMRegistration(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Register a moving volume to a fixed volume with a preset (Fast: the AVSM network; Default: the network "
             "refined for the pair; Accurate: vSVF optimisation) or, for advanced use, one method alone: the AVSM "
-            "networks (recurrent affine + vSVF), VoxelMorph, vSVF or affine optimisation. Outputs: the full and affine transforms, the warped volume "
-            "and labels, a det(J) volume (blue: shrinking, white: 1, red: expanding), a fold mask (det(J) <= 0) "
-            "and a deformation grid in the slice views; optionally the inverse transform. The run happens in a "
-            "background process; Cancel stops it.")
+            "networks (recurrent affine + vSVF), VoxelMorph, vSVF or affine optimisation. Outputs: the full and "
+            "affine transforms, the warped volume and labels, a det(J) volume (blue: shrinking, white: 1, red: "
+            "expanding), a fold mask (det(J) <= 0) and a deformation grid in the slice views; optionally the inverse "
+            "transform. The run happens in a background process; Cancel stops it.")
         self.parent.acknowledgementText = _(
             "Methods: Shen, Han, Xu, Niethammer, 'Networks for Joint Affine and Non-parametric Image "
             "Registration' (CVPR 2019, AVSM/vSVF) and Balakrishnan et al., 'VoxelMorph' (IEEE TMI 2019). "

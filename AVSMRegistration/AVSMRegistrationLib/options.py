@@ -85,18 +85,12 @@ class RegistrationOptions:
     working_spacing: float | None = None
     affine_refine: int | None = None  # network methods; None: the engine's default (30), 0: off
 
-    @property
-    def resolved_method(self) -> str:
-        """The method the preset and/or method run (RegistrationInputError with the engine's line if none)."""
-        try:
-            method, _ = resolve(self.preset, self.method)
-        except AVSMError as error:
-            raise RegistrationInputError(str(error)) from None
-        return method
-
     def validated(self) -> "RegistrationOptions":
         """These options, checked, with the default preset named when neither preset nor method is."""
-        method = self.resolved_method
+        try:
+            method, _ = resolve(self.preset, self.method)  # the engine's one-line refusal, as it is
+        except AVSMError as error:
+            raise RegistrationInputError(str(error)) from None
         if self.device not in DEVICES:
             raise RegistrationInputError(f"Unknown device '{self.device}'; choose one of: {', '.join(DEVICES)}.")
         for name in ("affine_steps", "vsvf_steps", "instance_opt", "affine_refine"):
