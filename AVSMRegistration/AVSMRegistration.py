@@ -6,7 +6,9 @@ Test (self-test on the sample pair bundled with the engine).
 Console use:
 
     logic = slicer.util.getModuleLogic("AVSMRegistration")
-    nodes = logic.register(fixedNode, movingNode, method="vsvf-opt")
+    nodes = logic.register(fixedNode, movingNode)                    # the default preset
+    nodes = logic.register(fixedNode, movingNode, preset="fast")     # or "accurate"
+    nodes = logic.register(fixedNode, movingNode, method="vsvf-opt")  # a method with its own defaults
 """
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from AVSMRegistrationLib import (DEFAULT_METHOD, DEVICES, METHODS, RegistrationJob, RegistrationOptions,
-                                 input_problem, method_by_key, register_volumes)
+from AVSMRegistrationLib import (CHOICES, DEFAULT_CHOICE, DEVICES, RegistrationJob, RegistrationOptions,
+                                 choice_by_name, input_problem, register_volumes)
 from AVSMRegistrationLib.dependencies import (TORCH_REQUIREMENT, installed_problem, installed_version,
                                               optional_import, version_note)
 from AVSMRegistrationLib.engine import describe_device
@@ -45,21 +47,22 @@ class AVSMRegistration(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["AVSMRegistration contributors"]
         self.parent.helpText = _(
-            "Register a moving volume to a fixed volume with the AVSM networks (recurrent affine + vSVF), "
-            "VoxelMorph, or optimisation-based vSVF. Outputs: the full and affine transforms, the warped volume "
-            "and labels, a det(J) volume (blue: shrinking, white: 1, red: expanding), a fold mask (det(J) <= 0) "
-            "and a deformation grid in the slice views; optionally the inverse transform. The run happens in a "
-            "background process; Cancel stops it.")
+            "Register a moving volume to a fixed volume with a preset (Fast: the AVSM network; Default: the network "
+            "refined for the pair; Accurate: vSVF optimisation) or, for advanced use, one method alone: the AVSM "
+            "networks (recurrent affine + vSVF), VoxelMorph, vSVF or affine optimisation. Outputs: the full and "
+            "affine transforms, the warped volume and labels, a det(J) volume (blue: shrinking, white: 1, red: "
+            "expanding), a fold mask (det(J) <= 0) and a deformation grid in the slice views; optionally the inverse "
+            "transform. The run happens in a background process; Cancel stops it.")
         self.parent.acknowledgementText = _(
             "Methods: Shen, Han, Xu, Niethammer, 'Networks for Joint Affine and Non-parametric Image "
             "Registration' (CVPR 2019, AVSM/vSVF) and Balakrishnan et al., 'VoxelMorph' (IEEE TMI 2019). "
             "Built on PyTorch, SimpleITK and the 3D Slicer scripted-module template.")
 
 
-# Combo-box choices: the value is the engine's name, `label` is what the panel shows
-# (the parameter-node connector calls `label` on the enum class).
-MethodChoice = enum.Enum("MethodChoice", [(m.key, m.key) for m in METHODS])
-MethodChoice.label = lambda choice: method_by_key(choice.value).label
+# Combo-box choices: the value is the engine's name (a preset, then the methods alone), `label` is what the
+# panel shows (the parameter-node connector calls `label` on the enum class).
+MethodChoice = enum.Enum("MethodChoice", [(c.name, c.name) for c in CHOICES])
+MethodChoice.label = lambda choice: choice_by_name(choice.value).label
 DeviceChoice = enum.Enum("DeviceChoice", [(d, d) for d in DEVICES])
 DeviceChoice.label = lambda choice: {"auto": "auto (GPU if available)", "cpu": "CPU", "cuda": "GPU (CUDA)"}[choice.value]
 
@@ -72,7 +75,7 @@ class AVSMRegistrationParameterNode:
     movingVolume: vtkMRMLScalarVolumeNode
     movingLabels: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
     fixedLabels: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
-    method: MethodChoice = MethodChoice[DEFAULT_METHOD]
+    method: MethodChoice = MethodChoice[DEFAULT_CHOICE]  # a preset or a method
     affineSteps: Annotated[int, WithinRange(0, 10000)] = 0
     vsvfSteps: Annotated[int, WithinRange(0, 10000)] = 0
     instanceOptIterations: Annotated[int, WithinRange(0, 10000)] = 0
@@ -177,7 +180,7 @@ class AVSMRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         if not p:
             return
-        self.ui.methodDescriptionLabel.text = method_by_key(p.method.value).description
+        self.ui.methodDescriptionLabel.text = choice_by_name(p.method.value).description
         if self.ui.modelPathLineEdit.currentPath != p.modelPath:
             self.ui.modelPathLineEdit.currentPath = p.modelPath
         self.updateButton()
@@ -232,16 +235,17 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
         return AVSMRegistrationParameterNode(super().getParameterNode())
 
     # -- console -------------------------------------------------------------------------------
-    def register(self, fixedNode, movingNode, method: str = DEFAULT_METHOD, movingLabels=None, fixedLabels=None,
-                 **kwargs):
+    def register(self, fixedNode, movingNode, method: Optional[str] = None, movingLabels=None, fixedLabels=None,
+                 preset: Optional[str] = None, **kwargs):
         """Register `movingNode` to `fixedNode` in this process (blocks) and return the created nodes.
-        Keywords as `AVSMRegistrationLib.register_volumes` (device, model, affineSteps, vsvfSteps,
-        instanceOpt, affineRefine, workingSpacing, output*=True/False/node, outputInverse, showGrid,
-        progress, keepFiles)."""
+        `preset="fast"` (or "default", "accurate") or `method="vsvf-opt"` (or "avsm", "voxelmorph", "affine");
+        neither: the default preset. Keywords as `AVSMRegistrationLib.register_volumes` (device, model,
+        affineSteps, vsvfSteps, instanceOpt, affineRefine, workingSpacing, output*=True/False/node, outputInverse,
+        showGrid, progress, keepFiles)."""
         self.ensureDependencies()
         kwargs.setdefault("tempRoot", slicer.app.temporaryPath)
         return register_volumes(fixedNode, movingNode, method=method, movingLabels=movingLabels,
-                                fixedLabels=fixedLabels, **kwargs)
+                                fixedLabels=fixedLabels, preset=preset, **kwargs)
 
     # -- panel ---------------------------------------------------------------------------------
     OUTPUT_FIELDS = (("transform", "Transform"), ("affine", "Affine"), ("warped", "Warped"),
@@ -256,11 +260,8 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def _options(p: AVSMRegistrationParameterNode) -> RegistrationOptions:
-        return RegistrationOptions(method=p.method.value, device=p.device.value, model=p.modelPath.strip() or None,
-                                   affine_steps=p.affineSteps or None, vsvf_steps=p.vsvfSteps or None,
-                                   instance_opt=p.instanceOptIterations or None,
-                                   affine_refine=RegistrationOptions.affine_refine_from_panel(p.method.value,
-                                                                                              p.affineRefine))
+        return RegistrationOptions.from_panel(p.method.value, p.device.value, p.modelPath, p.affineSteps,
+                                              p.vsvfSteps, p.instanceOptIterations, p.affineRefine)
 
     def inputProblem(self, p: AVSMRegistrationParameterNode) -> Optional[str]:
         """Why Register is disabled (one sentence), or None."""

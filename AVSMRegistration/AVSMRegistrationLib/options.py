@@ -1,7 +1,8 @@
-"""Registration methods, devices and run options: one typed object, validated once.
+"""The panel's method choices, devices and run options: one typed object, validated once.
 
-The same defaults serve the panel, the console call and the background command line, so the
-three entry points cannot drift apart.
+The presets and methods, and the default, are the engine's (``avsm.methods``); this module only turns them
+into the panel's list. The same defaults serve the panel, the console call and the background command line,
+so the three entry points cannot drift apart.
 """
 from __future__ import annotations
 
@@ -9,71 +10,73 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from avsm.checkpoints import models_dir  # torch-free: import avsm loads no pipeline
+from avsm.errors import AVSMError
+from avsm.methods import DEFAULT_PRESET, METHODS, PRESETS, resolve  # torch-free: import avsm loads no pipeline
 
 from .errors import RegistrationInputError
 
 
 @dataclass(frozen=True)
-class Method:
-    key: str          # name passed to the engine (`avsm register --method KEY`)
-    label: str        # what the panel shows
-    description: str
+class Choice:
+    """One entry of the panel's method box: a preset, or (advanced) a method alone with its own defaults.
 
-
-METHODS: tuple[Method, ...] = (
-    Method("avsm", "AVSM (affine + vSVF network)", "Recurrent affine network followed by the vSVF network."),
-    Method("affine", "Affine only", "Multi-scale affine optimisation (no network): a linear transform."),
-    Method("voxelmorph", "VoxelMorph", "Affine network followed by VoxelMorph (diffeomorphic)."),
-    Method("vsvf-opt", "vSVF optimisation", "No network: optimise the vSVF momentum for this pair (slower, no model)."),
-)
-METHOD_KEYS = tuple(m.key for m in METHODS)
-NETWORK_METHOD_KEYS = ("avsm", "voxelmorph")
-MODELS_MANIFEST = models_dir() / "manifest.json"  # the engine's bundled models (package data of avsm)
-
-
-def default_method(manifest: Path = MODELS_MANIFEST) -> str:
-    """The method the panel and the console start from: the models manifest's ``default_method``.
-
-    The manifest names it from the measured accuracy of the models it ships (the bundled CPU-trained AVSM
-    model is below vSVF optimisation on the held-out pairs, so it names "vsvf-opt"). A network method is
-    accepted only when a model of that method ships; without a manifest the default is "vsvf-opt", the
-    method that needs no model. A shipped model that beats "vsvf-opt" makes its method the default through the
-    manifest entry.
+    ``name`` is the preset's or the method's name (the parameter node stores it; preset and method names never
+    overlap); exactly one of ``preset`` and ``method`` is set; ``network``: the method it runs needs a model.
     """
-    import json
 
-    try:
-        manifest_data = json.loads(manifest.read_text())
-        models = manifest_data["models"]
-        wanted = manifest_data.get("default_method", "vsvf-opt")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return "vsvf-opt"
-    if wanted in ("affine", "vsvf-opt"):
-        return wanted
-    if wanted in METHOD_KEYS and any(isinstance(m, dict) and m.get("method") == wanted for m in models):
-        return wanted
-    return "vsvf-opt"
+    name: str
+    preset: str | None
+    method: str | None
+    label: str
+    description: str
+    network: bool
 
 
-DEFAULT_METHOD = default_method()
+def _preset_choice(name: str) -> Choice:
+    preset = PRESETS[name]
+    method = METHODS[preset.method]
+    label = f"{name.capitalize()}: {method.title}" + (" + instance optimisation"
+                                                      if preset.options.get("instance_opt") else "")
+    measured = getattr(preset, "measured", "")
+    description = preset.description + (f" Measured: {measured}." if measured else "")
+    return Choice(name, name, None, label, description, method.network)
+
+
+def _method_choice(name: str) -> Choice:
+    method = METHODS[name]
+    return Choice(name, None, name, f"Method: {method.title}", method.description, method.network)
+
+
+CHOICES: tuple[Choice, ...] = (tuple(_preset_choice(name) for name in PRESETS)
+                               + tuple(_method_choice(name) for name in METHODS))
+"""The presets first, then the methods for advanced use, in ``avsm.methods``' order."""
+DEFAULT_CHOICE = DEFAULT_PRESET
+
+
+def choice_by_name(name: str) -> Choice:
+    for choice in CHOICES:
+        if choice.name == name:
+            return choice
+    raise RegistrationInputError(f"Unknown preset or method '{name}'; choose one of: "
+                                 f"{', '.join(c.name for c in CHOICES)}.")
+
 
 DEVICES = ("auto", "cpu", "cuda")
 """auto: the GPU when torch sees one, the CPU otherwise."""
 
-
-def method_by_key(key: str) -> Method:
-    for method in METHODS:
-        if method.key == key:
-            return method
-    raise RegistrationInputError(f"Unknown method '{key}'; choose one of: {', '.join(METHOD_KEYS)}.")
+NETWORK_OPTIONS = (("model", "A model"), ("affine_refine", "Affine refinement"),
+                   ("instance_opt", "Instance optimisation"))
+"""Options that only the methods with a network take, with how a refusal names them."""
 
 
 @dataclass(frozen=True)
 class RegistrationOptions:
-    """Engine options. None means "the engine's default for this method"."""
+    """Engine options. ``preset`` and ``method`` as in ``avsm.register``: neither runs ``DEFAULT_PRESET``, a
+    method alone runs that method with its own defaults, both must agree. Other None values mean "the
+    preset's or the method's default"."""
 
-    method: str = DEFAULT_METHOD
+    preset: str | None = None
+    method: str | None = None
     device: str = "auto"
     model: str | None = None
     affine_steps: int | None = None
@@ -83,27 +86,36 @@ class RegistrationOptions:
     affine_refine: int | None = None  # network methods; None: the engine's default (30), 0: off
 
     def validated(self) -> "RegistrationOptions":
-        method_by_key(self.method)
+        """These options, checked, with the default preset named when neither preset nor method is."""
+        try:
+            method, _ = resolve(self.preset, self.method)  # the engine's one-line refusal, as it is
+        except AVSMError as error:
+            raise RegistrationInputError(str(error)) from None
         if self.device not in DEVICES:
             raise RegistrationInputError(f"Unknown device '{self.device}'; choose one of: {', '.join(DEVICES)}.")
         for name in ("affine_steps", "vsvf_steps", "instance_opt", "affine_refine"):
             value = getattr(self, name)
             if value is not None and (int(value) != value or value < 0):
                 raise RegistrationInputError(f"{name.replace('_', ' ')} must be a whole number >= 0, got {value}.")
-        if self.affine_refine is not None and self.method not in NETWORK_METHOD_KEYS:
-            raise RegistrationInputError(f"Affine refinement applies to the network methods, not to '{self.method}'.")
+        if not METHODS[method].network:
+            for name, what in NETWORK_OPTIONS:
+                if getattr(self, name) not in (None, ""):
+                    raise RegistrationInputError(f"{what} applies to the network methods, not to '{method}'.")
         if self.working_spacing is not None and not self.working_spacing > 0:
             raise RegistrationInputError(f"Working spacing must be > 0 mm, got {self.working_spacing}.")
         if self.model:
             path = Path(self.model)
             if (path.suffix or "/" in self.model or "\\" in self.model) and not path.is_file():
                 raise RegistrationInputError(f"Model file '{self.model}' does not exist.")
+        if self.preset is None and self.method is None:
+            return self.replace(preset=DEFAULT_PRESET)
         return self
 
     def engine_kwargs(self) -> dict:
         """Keyword arguments of `avsm.register` (only the ones that are set)."""
-        kwargs = {"method": self.method, "device": self.device}
-        for name in ("model", "affine_steps", "vsvf_steps", "instance_opt", "working_spacing", "affine_refine"):
+        kwargs = {}
+        for name in ("preset", "method", "device", "model", "affine_steps", "vsvf_steps", "instance_opt",
+                     "working_spacing", "affine_refine"):
             value = getattr(self, name)
             if value not in (None, ""):
                 kwargs[name] = value
@@ -111,18 +123,24 @@ class RegistrationOptions:
 
     def command_line(self) -> list[str]:
         """The same options as `avsm register` arguments."""
-        args = ["--method", self.method, "--device", self.device]
+        args = []
         for name, value in self.engine_kwargs().items():
-            if name in ("method", "device"):
-                continue
             args += ["--" + name.replace("_", "-"), str(value)]
         return args
 
-    @staticmethod
-    def affine_refine_from_panel(method: str, value: int) -> int | None:
-        """The panel's spin box: -1 ('default') lets the engine choose, 0 turns the refinement off; the
-        box is ignored (None) for the methods without a network."""
-        return None if value < 0 or method not in NETWORK_METHOD_KEYS else int(value)
+    @classmethod
+    def from_panel(cls, choice: str, device: str, model: str, affine_steps: int, vsvf_steps: int,
+                   instance_opt: int, affine_refine: int) -> "RegistrationOptions":
+        """The panel's values: 0 steps or iterations and -1 affine refinement mean "the default", an empty
+        model the bundled one; the instance-optimisation and affine-refinement boxes (and the model) are
+        ignored for a choice whose method has no network (the engine refuses them there)."""
+        chosen = choice_by_name(choice)
+        network = chosen.network
+        return cls(preset=chosen.preset, method=chosen.method, device=device,
+                   model=(model.strip() or None) if network else None,
+                   affine_steps=affine_steps or None, vsvf_steps=vsvf_steps or None,
+                   instance_opt=(instance_opt or None) if network else None,
+                   affine_refine=int(affine_refine) if network and affine_refine >= 0 else None)
 
     def replace(self, **changes) -> "RegistrationOptions":
         return dataclasses.replace(self, **changes)

@@ -18,7 +18,7 @@ from .errors import RegistrationInputError
 from .engine import EngineInputs, EngineProcess, ProgressCallback, forward, run_in_process
 from .geometry import image_from_volume
 from .labels import label_image
-from .options import DEFAULT_METHOD, OPTIONAL_OUTPUT_KEYS, OUTPUT_KEYS, RegistrationOptions
+from .options import OPTIONAL_OUTPUT_KEYS, OUTPUT_KEYS, RegistrationOptions
 from .outputs import RegistrationNodes, build_nodes
 from .summary import summary_text
 from .validation import check_inputs
@@ -141,9 +141,9 @@ class RegistrationJob:
                            summary, self.showGrid)
 
 
-def register_volumes(fixedNode, movingNode, method: str = DEFAULT_METHOD, movingLabels=None, fixedLabels=None,
-                     device: str = "auto", model: str | None = None, affineSteps: int | None = None,
-                     vsvfSteps: int | None = None, instanceOpt: int | None = None,
+def register_volumes(fixedNode, movingNode, method: str | None = None, movingLabels=None, fixedLabels=None,
+                     preset: str | None = None, device: str = "auto", model: str | None = None,
+                     affineSteps: int | None = None, vsvfSteps: int | None = None, instanceOpt: int | None = None,
                      workingSpacing: float | None = None, affineRefine: int | None = None,
                      outputTransform=True, outputAffine=True, outputWarped=True, outputWarpedLabels=True,
                      outputJacobian=True, outputFolds=True, showGrid: bool = True,
@@ -153,15 +153,18 @@ def register_volumes(fixedNode, movingNode, method: str = DEFAULT_METHOD, moving
                      outputInverse=False, keepFiles: bool = False) -> RegistrationNodes:
     """Register `movingNode` to `fixedNode` and return the created nodes (blocking).
 
-    Each output* is True (create a new node, the default), False/None (skip it) or an existing
-    node to fill; outputInverse (the moving -> fixed inverse transform) is off unless asked for.
+    `preset` ("fast", "default", "accurate") or `method` ("avsm", "voxelmorph", "vsvf-opt", "affine") as in
+    `avsm.register`: neither runs the default preset, a method alone runs it with its own defaults, both must
+    agree (`avsm.methods` lists them). Each output* is True (create a new node, the default), False/None
+    (skip it) or an existing node to fill; outputInverse (the moving -> fixed inverse transform) is off
+    unless asked for.
     Inputs are never modified; on any error nothing is added to the scene. `keepFiles=True` leaves
     the temporary folder (inputs, engine outputs, engine.log) for a bug report.
     `background=True` runs the engine as a separate `avsm register` process (as the panel does)
     instead of calling it in this process.
     """
-    options = RegistrationOptions(method=method, device=device, model=model or None, affine_steps=affineSteps,
-                                  vsvf_steps=vsvfSteps, instance_opt=instanceOpt, working_spacing=workingSpacing,
+    options = RegistrationOptions(preset=preset, method=method, device=device, model=model or None,
+                                  affine_steps=affineSteps, vsvf_steps=vsvfSteps, instance_opt=instanceOpt, working_spacing=workingSpacing,
                                   affine_refine=affineRefine)
     outputs = dict(zip(OUTPUT_KEYS, (outputTransform, outputAffine, outputWarped, outputWarpedLabels,
                                      outputJacobian, outputFolds, outputInverse)))

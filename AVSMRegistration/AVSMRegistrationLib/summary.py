@@ -1,16 +1,19 @@
-"""The one-line summary shown after a run: time, device, folds, det(J) range, Dice."""
+"""The one-line summary shown after a run: preset or method, time, device, folds, det(J) range, Dice."""
 from __future__ import annotations
 
-from .options import method_by_key
+from avsm.methods import METHODS, PRESETS
+
+
+def run_label(report: dict) -> str:
+    """What ran, from the engine's report: "preset 'fast' (AVSM network)", or the method's title alone."""
+    method = report.get("method", "")
+    title = METHODS[method].title if method in METHODS else (method or "registration")
+    preset = report.get("preset")
+    return f"Preset '{preset}' ({title})" if preset in PRESETS else title
 
 
 def summary_text(report: dict, seconds: float, moving_name: str, fixed_name: str) -> str:
-    method = report.get("method", "")
-    try:
-        label = method_by_key(method).label
-    except ValueError:
-        label = method or "registration"
-    parts = [f"{label}: '{moving_name}' -> '{fixed_name}' in {seconds:.1f} s on {report.get('device', '?')}"]
+    parts = [f"{run_label(report)}: '{moving_name}' -> '{fixed_name}' in {seconds:.1f} s on {report.get('device', '?')}"]
     if "fold_count" in report:
         fraction = report.get("fold_fraction", 0.0) or 0.0
         parts.append(f"folds {int(report['fold_count'])} ({100.0 * fraction:.3f} %)")

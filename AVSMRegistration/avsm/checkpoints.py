@@ -9,10 +9,11 @@ folder, then ``os.replace``): checkpoints, the manifest, the training cache and 
 
 The bundled models are package data in ``avsm/bundled_models/`` (found with ``importlib.resources``, so a
 wheel install finds them too), listed in its ``manifest.json``:
-``{"default_method", "models": [{"name", "method", "file", "sha256", "working_spacing_mm", "training_data",
+``{"models": [{"name", "method", "file", "sha256", "working_spacing_mm", "training_data",
 "accuracy"}]}``, and optionally ``inference_spacing_mm``: the working grid the model runs on by default at
 test time, when it was chosen on validation pairs to differ from the training grid ``working_spacing_mm``.
-``AVSM_MODELS_DIR`` overrides the folder.
+``AVSM_MODELS_DIR`` overrides the folder. Which method runs by default is not the manifest's to say: the
+default preset and the methods live in ``avsm.methods``.
 """
 from __future__ import annotations
 

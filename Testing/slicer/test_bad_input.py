@@ -85,8 +85,10 @@ def test_no_output_selected(scene, nodes, tmp_path):
 
 
 def test_unknown_method_and_device(scene, nodes, tmp_path):
-    assert_refused(scene, tmp_path, "Unknown method 'bspline'; choose one of: avsm, affine, voxelmorph, vsvf-opt",
+    assert_refused(scene, tmp_path, "^unknown method 'bspline'; choose one of avsm, voxelmorph, vsvf-opt, affine$",
                    nodes["fixed"], nodes["moving"], method="bspline")
+    assert_refused(scene, tmp_path, "^unknown preset 'quick'; choose one of fast, default, accurate$",
+                   nodes["fixed"], nodes["moving"], preset="quick")
     assert_refused(scene, tmp_path, "Unknown device 'tpu'", nodes["fixed"], nodes["moving"], device="tpu")
 
 
@@ -98,5 +100,21 @@ def test_missing_model_file(scene, nodes, tmp_path):
 def test_affine_refinement_without_a_network_or_below_zero(scene, nodes, tmp_path):
     assert_refused(scene, tmp_path, "Affine refinement applies to the network methods, not to 'affine'",
                    nodes["fixed"], nodes["moving"], method="affine", affineRefine=10)
+    assert_refused(scene, tmp_path, "Affine refinement applies to the network methods, not to 'vsvf-opt'",
+                   nodes["fixed"], nodes["moving"], preset="accurate", affineRefine=10)
     assert_refused(scene, tmp_path, "affine refine must be a whole number >= 0, got -2",
                    nodes["fixed"], nodes["moving"], method="avsm", affineRefine=-2)
+
+
+def test_network_options_for_a_method_without_a_network(scene, nodes, tmp_path):
+    """Refused by the bridge, before any file is written: the method that the preset or method runs decides."""
+    assert_refused(scene, tmp_path, r"^Instance optimisation applies to the network methods, not to 'vsvf-opt'\.$",
+                   nodes["fixed"], nodes["moving"], preset="accurate", instanceOpt=10)
+    assert_refused(scene, tmp_path, r"^A model applies to the network methods, not to 'affine'\.$",
+                   nodes["fixed"], nodes["moving"], method="affine", model="avsm-brain")
+
+
+def test_a_preset_with_another_method_is_refused_before_the_engine_starts(scene, nodes, tmp_path):
+    """The engine's own line; the temporary folder (made just before the engine process starts) never is."""
+    assert_refused(scene, tmp_path, "^preset 'fast' runs method 'avsm', not 'vsvf-opt': give one of --preset and "
+                   "--method$", nodes["fixed"], nodes["moving"], preset="fast", method="vsvf-opt", background=True)

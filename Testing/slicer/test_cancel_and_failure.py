@@ -93,12 +93,12 @@ def test_model_failing_its_checksum_in_process(scene, nodes, tmp_path, corrupted
 
 
 def test_engine_refusal_in_the_background_keeps_the_engine_message(scene, nodes, tmp_path):
-    """A request the bridge passes on but the engine refuses: a model for an optimisation method."""
-    expected = engine_message(nodes["fixed"], nodes["moving"], method="vsvf-opt", model="avsm-brain", device="cpu")
-    assert "--model applies to the network methods" in expected
+    """A request the bridge passes on but the engine refuses: a model name that is not bundled."""
+    expected = engine_message(nodes["fixed"], nodes["moving"], method="avsm", model="avsm-brain", device="cpu")
+    assert "unknown model 'avsm-brain'" in expected
     before = scene_state(scene)
     with pytest.raises(RegistrationFailed) as failure:
-        register_volumes(nodes["fixed"], nodes["moving"], method="vsvf-opt", model="avsm-brain", device="cpu",
+        register_volumes(nodes["fixed"], nodes["moving"], method="avsm", model="avsm-brain", device="cpu",
                          background=True, tempRoot=tmp_path)
     assert str(failure.value) == f"avsm: error: {expected}"
     assert scene_state(scene) == before
@@ -107,8 +107,8 @@ def test_engine_refusal_in_the_background_keeps_the_engine_message(scene, nodes,
 
 def test_engine_refusal_in_process_is_an_input_error(scene, nodes, tmp_path):
     before = scene_state(scene)
-    with pytest.raises(RegistrationInputError, match="--model applies to the network methods"):
-        register_volumes(nodes["fixed"], nodes["moving"], method="vsvf-opt", model="avsm-brain", device="cpu",
+    with pytest.raises(RegistrationInputError, match="unknown model 'avsm-brain'"):
+        register_volumes(nodes["fixed"], nodes["moving"], method="avsm", model="avsm-brain", device="cpu",
                          tempRoot=tmp_path)
     assert scene_state(scene) == before
     assert os.listdir(tmp_path) == []

@@ -2,6 +2,7 @@
 Slicer (qt, ScriptedLoadableModule, parameterNodeWrapper, i18n) that slicer-core lacks."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 import types
@@ -10,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 import slicer
 
+from AVSMRegistrationLib import RegistrationInputError
 from slicer_test_support import MODULE_DIR, scene_state
 
 
@@ -70,8 +72,11 @@ def test_panel_defaults_map_to_engine_defaults(module, nodes):
     logic = module.AVSMRegistrationLogic()
     options = logic._options(panel_state(module, nodes))
     assert options.engine_kwargs() == {"method": "vsvf-opt", "device": "cpu"}  # 0 steps -> engine default
-    options = logic._options(panel_state(module, nodes, affineSteps=7, modelPath="/models/m.pt"))
+    options = logic._options(panel_state(module, nodes, method=module.MethodChoice["avsm"], affineSteps=7,
+                                         modelPath=" /models/m.pt "))
     assert options.affine_steps == 7 and options.model == "/models/m.pt"
+    assert logic._options(panel_state(module, nodes, method=module.MethodChoice["default"])).engine_kwargs() == {
+        "preset": "default", "device": "cpu"}
 
 
 def test_affine_refinement_box_maps_to_the_engine_only_for_networks(module, nodes):
@@ -122,30 +127,97 @@ def test_start_registration_runs_in_the_background_and_cancels(module, nodes, sc
 
 
 def test_combo_boxes_show_labels_and_store_engine_names(module):
-    assert [c.value for c in module.MethodChoice] == ["avsm", "affine", "voxelmorph", "vsvf-opt"]
-    assert module.MethodChoice.label(module.MethodChoice["vsvf-opt"]) == "vSVF optimisation"
-    assert module.MethodChoice.label(module.MethodChoice["avsm"]).startswith("AVSM")
+    assert [c.value for c in module.MethodChoice] == ["fast", "default", "accurate",
+                                                      "avsm", "voxelmorph", "vsvf-opt", "affine"]
+    assert module.MethodChoice.label(module.MethodChoice["default"]) == "Default: AVSM network + instance optimisation"
+    assert module.MethodChoice.label(module.MethodChoice["fast"]) == "Fast: AVSM network"
+    assert module.MethodChoice.label(module.MethodChoice["accurate"]) == "Accurate: vSVF optimisation"
+    assert module.MethodChoice.label(module.MethodChoice["vsvf-opt"]) == "Method: vSVF optimisation"
     assert [module.DeviceChoice.label(c) for c in module.DeviceChoice] == ["auto (GPU if available)", "CPU", "GPU (CUDA)"]
 
 
-def test_default_method_is_the_manifests_choice_among_methods_that_can_run(tmp_path):
-    import json
+def test_the_choices_are_the_engines_presets_then_its_methods():
+    from avsm.methods import METHODS, PRESETS
 
-    from AVSMRegistrationLib.options import MODELS_MANIFEST, default_method
+    from AVSMRegistrationLib.options import CHOICES
 
-    manifest = tmp_path / "manifest.json"
-    assert default_method(manifest) == "vsvf-opt"  # no manifest: the method that needs no model
-    avsm_model = {"name": "brain", "method": "avsm", "file": "a.pt"}
-    manifest.write_text(json.dumps({"models": [avsm_model]}))
-    assert default_method(manifest) == "vsvf-opt"  # a model alone does not make itself the default
-    manifest.write_text(json.dumps({"default_method": "avsm", "models": [avsm_model]}))
-    assert default_method(manifest) == "avsm"
-    manifest.write_text(json.dumps({"default_method": "voxelmorph", "models": [avsm_model]}))
-    assert default_method(manifest) == "vsvf-opt"  # no voxelmorph model ships: it could only fail
-    manifest.write_text("{not json")
-    assert default_method(manifest) == "vsvf-opt"
-    shipped = json.loads(MODELS_MANIFEST.read_text())
-    assert default_method() == shipped["default_method"]
+    assert [(c.preset, c.method) for c in CHOICES] == ([(name, None) for name in PRESETS]
+                                                       + [(None, name) for name in METHODS])
+    assert [c.name for c in CHOICES] == [*PRESETS, *METHODS]  # unique: the parameter node stores the name
+    assert [c.description for c in CHOICES] == ([p.description for p in PRESETS.values()]
+                                                + [m.description for m in METHODS.values()])
+    assert [c.network for c in CHOICES] == ([METHODS[p.method].network for p in PRESETS.values()]
+                                            + [m.network for m in METHODS.values()])
+
+
+def test_the_default_choice_is_the_engines_default_preset(module):
+    from avsm.methods import DEFAULT_PRESET
+
+    from AVSMRegistrationLib import DEFAULT_CHOICE, RegistrationOptions
+
+    assert DEFAULT_CHOICE == DEFAULT_PRESET
+    assert module.AVSMRegistrationParameterNode.method is module.MethodChoice[DEFAULT_PRESET]
+    assert RegistrationOptions().validated().preset == DEFAULT_PRESET
+
+
+def test_a_presets_measured_figures_join_its_description(monkeypatch):
+    """A preset that carries measured figures shows them under the combo box; one without shows none."""
+    from avsm.methods import PRESETS
+
+    from AVSMRegistrationLib import options
+
+    def with_measured(preset, text):
+        copy = dataclasses.replace(preset)
+        object.__setattr__(copy, "measured", text)
+        return copy
+
+    monkeypatch.setattr(options, "PRESETS", {"fast": with_measured(PRESETS["fast"], "held-out Dice 0.57, 7 s"),
+                                             "default": with_measured(PRESETS["default"], "")})
+    assert options._preset_choice("fast").description == PRESETS["fast"].description + " Measured: held-out Dice 0.57, 7 s."
+    assert options._preset_choice("default").description == PRESETS["default"].description
+
+
+def test_the_summary_names_the_preset_or_the_method():
+    from AVSMRegistrationLib.summary import summary_text
+
+    report = {"method": "avsm", "preset": "fast", "device": "cpu"}
+    assert summary_text(report, 2.0, "m", "f") == "Preset 'fast' (AVSM network): 'm' -> 'f' in 2.0 s on cpu."
+    report = {"method": "vsvf-opt", "preset": None, "device": "cpu"}
+    assert summary_text(report, 2.0, "m", "f") == "vSVF optimisation: 'm' -> 'f' in 2.0 s on cpu."
+
+
+def test_network_boxes_apply_only_when_the_chosen_method_has_a_network(module, nodes):
+    logic = module.AVSMRegistrationLogic()
+    boxes = dict(instanceOptIterations=12, affineRefine=5, modelPath="/models/m.pt")
+    accurate = logic._options(panel_state(module, nodes, method=module.MethodChoice["accurate"], **boxes))
+    assert accurate.engine_kwargs() == {"preset": "accurate", "device": "cpu"}
+    default = logic._options(panel_state(module, nodes, method=module.MethodChoice["default"], **boxes))
+    assert default.engine_kwargs() == {"preset": "default", "device": "cpu", "model": "/models/m.pt",
+                                       "instance_opt": 12, "affine_refine": 5}
+
+
+def test_command_line_of_a_preset_is_what_the_engine_parses():
+    from avsm.cli import build_parser
+
+    from AVSMRegistrationLib import RegistrationOptions
+
+    options = RegistrationOptions(preset="accurate", device="cpu", vsvf_steps=20, working_spacing=4.0).validated()
+    assert options.command_line() == ["--preset", "accurate", "--device", "cpu", "--vsvf-steps", "20",
+                                      "--working-spacing", "4.0"]
+    parsed = build_parser().parse_args(["register", "fixed.nii.gz", "moving.nii.gz", "-o", "out", *options.command_line()])
+    assert (parsed.preset, parsed.method, parsed.vsvf_steps, parsed.working_spacing) == ("accurate", None, 20, 4.0)
+    assert RegistrationOptions(method="affine").validated().command_line() == ["--method", "affine", "--device", "auto"]
+
+
+def test_the_console_takes_a_preset_or_a_method(module, nodes, tmp_path):
+    """logic.register with preset= or method= reaches the engine's check (the bridge refuses the pair)."""
+    logic = module.AVSMRegistrationLogic()
+    logic.ensureDependencies = lambda log=None: None  # PyTorch Utils is a Slicer extension; torch is here
+    with pytest.raises(RegistrationInputError, match="^preset 'accurate' runs method 'vsvf-opt', not 'affine'"):
+        logic.register(nodes["fixed"], nodes["moving"], preset="accurate", method="affine")
+    with pytest.raises(RegistrationInputError, match="^unknown preset 'slow'"):
+        logic.register(nodes["fixed"], nodes["moving"], preset="slow")
+    assert list(tmp_path.iterdir()) == []
 
 
 class RecordingTimer:
@@ -181,7 +253,8 @@ def test_a_failed_run_shows_one_error_and_stops_the_timer(module, nodes, scene):
     import time
 
     errors = []
-    widget = widget_with_run(module, nodes, errors, modelPath="avsm-brain")  # the engine refuses it for vsvf-opt
+    widget = widget_with_run(module, nodes, errors, method=module.MethodChoice["avsm"],
+                             modelPath="avsm-brain")  # no bundled model of that name: the engine refuses it
     before = scene_state(scene)
     assert widget.run.start(lambda: widget.logic.startRegistration(widget._parameterNode))
     widget._timer.start()
@@ -190,7 +263,7 @@ def test_a_failed_run_shows_one_error_and_stops_the_timer(module, nodes, scene):
         widget.onTimer()
         time.sleep(0.05)
     assert not widget._timer.active and widget._timer.stops == 1
-    assert len(errors) == 1 and "--model applies to the network methods" in errors[0]
+    assert len(errors) == 1 and "unknown model 'avsm-brain'" in errors[0]
     assert widget.ui.registerButton.text == "Register" and widget.ui.registerButton.enabled
     widget.onTimer()  # a tick already queued changes nothing
     assert len(errors) == 1

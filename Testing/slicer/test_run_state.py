@@ -100,17 +100,17 @@ def test_a_successful_run_ends_finished_with_its_nodes(scene, nodes, tmp_path):
 
 
 def test_an_engine_error_is_reported_once_and_polling_stops(scene, nodes, tmp_path):
-    """The engine refuses a model for an optimisation method: it exits with its one-line error."""
+    """The engine refuses a model name that is not bundled: it exits with its one-line error."""
     recorder = Recorder()
     controller = recorder.controller()
     before = scene_state(scene)
-    refused = RegistrationOptions(method="vsvf-opt", device="cpu", model="avsm-brain")
+    refused = RegistrationOptions(method="avsm", device="cpu", model="avsm-brain")
     assert controller.start(job_maker(nodes, refused, tmp_path))
     tick_until_stopped(controller)
     assert controller.state is RunState.FAILED and controller.button_text == "Register" and not controller.active
     assert len(recorder.errors) == 1
     assert recorder.errors[0].startswith("Registration failed; the scene is unchanged: avsm: error: ")
-    assert "--model applies to the network methods" in recorder.errors[0]
+    assert "unknown model 'avsm-brain'" in recorder.errors[0]
     for _ in range(20):  # further timer ticks (if any arrive) change nothing and report nothing
         assert controller.poll() is False
     assert len(recorder.errors) == 1 and recorder.finished == []
@@ -123,13 +123,13 @@ def test_an_engine_error_is_reported_once_and_polling_stops(scene, nodes, tmp_pa
 def test_a_failed_run_keeps_its_files_when_asked_and_says_where(scene, nodes, tmp_path):
     recorder = Recorder()
     controller = recorder.controller()
-    refused = RegistrationOptions(method="vsvf-opt", device="cpu", model="avsm-brain")
+    refused = RegistrationOptions(method="avsm", device="cpu", model="avsm-brain")
     assert controller.start(job_maker(nodes, refused, tmp_path, keepFiles=True))
     tick_until_stopped(controller)
     assert controller.state is RunState.FAILED and len(recorder.errors) == 1
     [kept] = list(tmp_path.iterdir())
     assert recorder.log[-2] == f"Intermediate files kept in {kept}"
-    assert "--model applies to the network methods" in (kept / "engine.log").read_text()
+    assert "unknown model 'avsm-brain'" in (kept / "engine.log").read_text()
 
 
 def test_a_start_error_is_reported_once_and_nothing_runs(scene, nodes, tmp_path):
