@@ -18,6 +18,7 @@ from .errors import AVSMError
 from .geometry import Grid
 
 ImageLike = Union[str, os.PathLike, sitk.Image]
+TransformLike = Union[str, os.PathLike, sitk.Transform]
 
 GEOMETRY_TOLERANCE = 1e-3  # relative tolerance on spacing/origin/direction when comparing grids
 
@@ -82,6 +83,49 @@ def read_label_map(source: ImageLike, role: str, image: sitk.Image) -> sitk.Imag
                         f"{image.GetSize()}, spacing {_fmt(labels.GetSpacing())} vs {_fmt(image.GetSpacing())}, "
                         f"origin {_fmt(labels.GetOrigin())} vs {_fmt(image.GetOrigin())})")
     return sitk.Cast(labels, sitk.sitkUInt32 if array.max() > 65535 else sitk.sitkUInt16)
+
+
+def read_mask(source: ImageLike, role: str, image: sitk.Image) -> sitk.Image:
+    """A binary mask (any non-zero label is inside) on exactly ``image``'s grid, as float32 0/1; not empty."""
+    labels = read_label_map(source, role, image)
+    mask = sitk.Cast(labels > 0, sitk.sitkFloat32)
+    if not sitk.GetArrayViewFromImage(mask).any():
+        raise AVSMError(f"{_describe(source, role)} is empty: no voxel is inside it")
+    return mask
+
+
+def read_linear_transform(source: TransformLike) -> np.ndarray:
+    """A linear ITK transform (fixed -> moving physical points, LPS) as a 4 x 4 matrix.
+
+    Any transform that maps points affinely is taken (translation, Euler, versor, similarity, affine, a composite
+    of these); a deformable one is refused, as is a file that is not a transform.
+    """
+    name = "initial transform" if isinstance(source, sitk.Transform) else f"initial transform '{source}'"
+    if isinstance(source, sitk.Transform):
+        transform = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise AVSMError(f"{name}: file not found")
+        try:
+            transform = sitk.ReadTransform(str(path))
+        except RuntimeError as error:
+            raise AVSMError(f"{name} cannot be read as an ITK transform ({str(error).strip().splitlines()[-1][:120]})") from None
+    origin = np.asarray(transform.TransformPoint((0.0, 0.0, 0.0)))
+    matrix = np.eye(4)
+    matrix[:3, 3] = origin
+    for axis in range(3):
+        unit = [0.0, 0.0, 0.0]
+        unit[axis] = 100.0
+        matrix[:3, axis] = (np.asarray(transform.TransformPoint(tuple(unit))) - origin) / 100.0
+    probes = np.random.default_rng(0).uniform(-150.0, 150.0, size=(8, 3))
+    predicted = probes @ matrix[:3, :3].T + matrix[:3, 3]
+    actual = np.array([transform.TransformPoint(tuple(float(v) for v in point)) for point in probes])
+    if not np.allclose(predicted, actual, atol=1e-3):
+        raise AVSMError(f"{name} is not linear ({transform.GetName()}): give an affine, rigid or translation transform")
+    if abs(np.linalg.det(matrix[:3, :3])) < 1e-6:
+        raise AVSMError(f"{name} is singular: it maps the volume onto a plane")
+    return matrix
 
 
 def _fmt(values) -> str:

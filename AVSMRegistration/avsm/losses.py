@@ -124,20 +124,25 @@ class MultiKernelLNCC(torch.nn.Module):
             loss = loss + weight * (1.0 - lncc.mean())
         return loss
 
-    def against(self, fixed: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The loss against one fixed image (no gradient), its box sums computed once: ``loss(warped)``.
+    def against(self, fixed: torch.Tensor) -> Callable[..., torch.Tensor]:
+        """The loss against one fixed image (no gradient), its box sums computed once: ``loss(warped, mask=None)``.
 
-        Equal to ``self(warped, fixed)``; for optimisers that evaluate many warps of one pair.
+        Equal to ``self(warped, fixed)`` without a mask. A ``mask`` (``B x 1 x D x H x W`` in [0, 1], no gradient)
+        weights each window by the mean mask inside it: windows wholly outside the mask do not count.
         """
         fixed = fixed.detach()
         windows = self.windows(fixed.shape[2:])
         sums = [_fixed_sums(fixed, size, dilation, stride) for size, dilation, stride, _ in windows]
 
-        def loss(warped: torch.Tensor) -> torch.Tensor:
+        def loss(warped: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
             total = fixed.new_zeros(())
             for (size, dilation, stride, weight), fixed_sums in zip(windows, sums):
                 lncc = _lncc_squared(warped, fixed, size, dilation, stride, self.eps, fixed_sums)
-                total = total + weight * (1.0 - lncc.mean())
+                if mask is None:
+                    total = total + weight * (1.0 - lncc.mean())
+                else:
+                    inside = box_sum(mask.detach(), size, dilation, stride)[:, 0]
+                    total = total + weight * (1.0 - (lncc * inside).sum() / inside.sum().clamp_min(1e-6))
             return total
 
         return loss

@@ -26,7 +26,8 @@ from .errors import AVSMError
 from .export import affine_transform, full_transform, inverse_transform
 from .geometry import (Grid, axis_aligned_grid_covering, image_to_tensor, physical_points, physical_to_normalised_matrix,
                        tensor_to_image)
-from .imageio import ImageLike, read_intensity_image, read_label_map, write_stored_gzip
+from .imageio import (ImageLike, TransformLike, read_intensity_image, read_label_map, read_linear_transform, read_mask,
+                      write_stored_gzip)
 from .inference import LoadedNetwork, load_network, predict
 from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image_at, warp_labels, warp_labels_at
@@ -34,8 +35,8 @@ from .methods import DEFAULT_PRESET, METHOD_NAMES, NETWORK_METHODS, check_method
 from .methods import resolve as resolve_choice
 from .metrics import dice_per_label, mean_dice
 from .numerics import flush_denormals
-from .optimisation import (INSTANCE_OPT_SETTINGS, AffineParameters, PriorDeformation, VSVFSettings, optimise_affine,
-                           optimise_vsvf)
+from .optimisation import (INSTANCE_OPT_SETTINGS, AffineParameters, PriorDeformation, SimilarityMasks, VSVFSettings,
+                           optimise_affine, optimise_vsvf)
 from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
 from .progress import StagedProgress
 
@@ -198,6 +199,9 @@ def register(
     vsvf_settings: Optional[VSVFSettings] = None,
     affine_refine: Optional[int] = None,
     preset: Optional[str] = None,
+    fixed_mask: Optional[ImageLike] = None,
+    moving_mask: Optional[ImageLike] = None,
+    initial_transform: Optional[TransformLike] = None,
 ) -> RegistrationResult:
     """Register ``moving`` to ``fixed`` (SimpleITK images or paths) and return every output in memory.
 
@@ -212,138 +216,224 @@ def register(
     deformable network, default ``DEFAULT_AFFINE_REFINE``, 0 for the network's affine as it is).
     ``vsvf_steps`` sets the number of vSVF optimisation iterations for "vsvf-opt".
     ``working_spacing``: isotropic mm of the working grid (default: ``default_working_spacing``).
+    ``fixed_mask`` / ``moving_mask``: binary masks on the grids of their images; every optimisation (affine,
+    affine refinement, vSVF, instance optimisation) compares the images only where both are non-zero; the
+    networks' own passes see the whole images. ``initial_transform``: a linear ITK transform (fixed -> moving
+    points, a path or a SimpleITK transform, e.g. from landmark registration) that replaces the centre-of-mass
+    start of the affine stage.
     """
     started = time.perf_counter()
+    request = _check_request(method, preset, model, device, affine_steps, vsvf_steps, instance_opt, working_spacing,
+                             vsvf_settings, affine_refine)
+    weights = {"read": 1, "affine": 0 if request.network else 3, "vsvf": 10 if request.method == "vsvf-opt" else 0,
+               "network": 3 if request.network else 0, "instance_opt": (request.instance_opt or 0) / 6,
+               "outputs": 2}
+    report_progress = StagedProgress(progress, weights)
+    timings: dict[str, float] = {}
+    tick = time.perf_counter()
+    report_progress("read", 0.0, "reading and checking inputs")
+    inputs = _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_mask, initial_transform,
+                          request.spacing, request.device)
+    timings["read_and_preprocess"] = time.perf_counter() - tick
+    report_progress("read", 1.0, "inputs ready")
+    with flush_denormals():
+        if request.network is not None:
+            alignment = _run_network(request, inputs, report_progress, timings)
+        else:
+            alignment = _run_optimisation(request, inputs, report_progress, timings)
+    tick = time.perf_counter()
+    report_progress("outputs", 0.0, "warping the moving image on the fixed grid")
+    outputs = _outputs_on_fixed_grid(inputs.fixed_image, inputs.moving_image, alignment.affine, alignment.deformation,
+                                     alignment.map_grid, inputs.moving_labels)
+    timings["outputs"] = time.perf_counter() - tick
+    timings["total"] = time.perf_counter() - started
+    report_progress("outputs", 1.0, "done")
+    return RegistrationResult(fixed=inputs.fixed_image, warped=outputs["warped"],
+                              transform=full_transform(alignment.affine, alignment.deformation, alignment.map_grid),
+                              affine=affine_transform(alignment.affine),
+                              inverse=inverse_transform(alignment.affine, alignment.inverse_deformation,
+                                                        alignment.map_grid),
+                              det_jacobian=outputs["det_jacobian"], folds=outputs["folds"],
+                              report=_report(request, inputs, alignment, outputs, timings),
+                              warped_labels=outputs["warped_labels"], grid_planes=outputs["grid_planes"])
+
+
+@dataclass
+class _Request:
+    """The checked options of one call: what runs, where, on which grid, with which counts."""
+
+    method: str
+    preset: Optional[str]
+    model_entry: Optional[ModelEntry]
+    network: Optional[LoadedNetwork]
+    device: torch.device
+    spacing: float
+    affine_steps: Optional[int]
+    vsvf_steps: Optional[int]
+    instance_opt: Optional[int]
+    affine_refine: Optional[int]
+    vsvf_settings: Optional[VSVFSettings]
+
+
+def _check_request(method, preset, model, device, affine_steps, vsvf_steps, instance_opt, working_spacing,
+                   vsvf_settings, affine_refine) -> _Request:
+    """Resolve the preset and method and refuse what cannot run, before any input is read."""
     preset_name = DEFAULT_PRESET if preset is None and method is None else preset
     method, preset_options = resolve_choice(preset, method)
     if instance_opt is None:
         instance_opt = preset_options.get("instance_opt")
     model_entry = check_method(method, model)
-    refuse_network_option("model", model, method)
-    refuse_network_option("affine-refine", affine_refine, method)
-    refuse_network_option("instance-opt", instance_opt, method)
-    network = load_network(model_entry) if model_entry is not None else None
-    torch_device = resolve_device(device)
-    timings: dict[str, float] = {}
-    weights = {"read": 1, "affine": 0 if network else 3, "vsvf": 10 if method == "vsvf-opt" else 0,
-               "network": 3 if network else 0, "instance_opt": (instance_opt or 0) / 6 if network else 0,
-               "outputs": 2}
-    report_progress = StagedProgress(progress, weights)
-
-    tick = time.perf_counter()
-    report_progress("read", 0.0, "reading and checking inputs")
-    fixed_image = read_intensity_image(fixed, "fixed")
-    moving_image = read_intensity_image(moving, "moving")
-    moving_label_image = read_label_map(moving_labels, "moving labels", moving_image) if moving_labels is not None else None
-    fixed_label_image = read_label_map(fixed_labels, "fixed labels", fixed_image) if fixed_labels is not None else None
+    for name, value in (("model", model), ("affine-refine", affine_refine), ("instance-opt", instance_opt)):
+        refuse_network_option(name, value, method)
     for name, value in (("affine_steps", affine_steps), ("vsvf_steps", vsvf_steps), ("instance_opt", instance_opt),
                         ("affine_refine", affine_refine)):
         if value is not None and value < 0:
             raise AVSMError(f"{name} must be >= 0 (got {value})")
     if working_spacing is not None and not working_spacing > 0:
         raise AVSMError(f"working spacing must be positive (got {working_spacing})")
+    torch_device = resolve_device(device)
+    network = load_network(model_entry) if model_entry is not None else None
     spacing = float(working_spacing or default_working_spacing(method, model_entry, network))
+    return _Request(method, preset_name, model_entry, network, torch_device, spacing, affine_steps, vsvf_steps,
+                    instance_opt, affine_refine, vsvf_settings)
 
+
+@dataclass
+class _Inputs:
+    """The images as read (original grids) and as the methods see them (normalised, on working grids, on the device)."""
+
+    fixed_image: sitk.Image
+    moving_image: sitk.Image
+    fixed_labels: Optional[sitk.Image]
+    moving_labels: Optional[sitk.Image]
+    fixed_w: torch.Tensor
+    fixed_grid: Grid
+    moving_w: torch.Tensor
+    moving_grid: Grid
+    masks: SimilarityMasks
+    fixed_centre: np.ndarray  # LPS mm: the centre of the affine's linear part
+    initial: AffineParameters  # the affine stage's start
+    initial_source: str  # "centre of mass" or "initial transform"
+
+
+def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_mask, initial_transform,
+                 spacing: float, device: torch.device) -> _Inputs:
+    """Read and check every input, normalise, resample onto the working grids and find the affine's start."""
+    fixed_image = read_intensity_image(fixed, "fixed")
+    moving_image = read_intensity_image(moving, "moving")
+    moving_label_image = read_label_map(moving_labels, "moving labels", moving_image) if moving_labels is not None else None
+    fixed_label_image = read_label_map(fixed_labels, "fixed labels", fixed_image) if fixed_labels is not None else None
+    fixed_mask_image = read_mask(fixed_mask, "fixed mask", fixed_image) if fixed_mask is not None else None
+    moving_mask_image = read_mask(moving_mask, "moving mask", moving_image) if moving_mask is not None else None
+    given = None
+    if initial_transform is not None:
+        matrix = read_linear_transform(initial_transform)
+        given = AffineParameters(matrix[:3, :3], matrix[:3, 3])
     fixed_norm = normalise_intensity(fixed_image)
     moving_norm = normalise_intensity(moving_image)
     fixed_w, fixed_grid, moving_w, moving_grid = _working_pair(fixed_norm, moving_norm, spacing)
     fixed_centre = centre_of_mass(fixed_norm)
-    initial = AffineParameters.translation_only(centre_of_mass(moving_norm) - fixed_centre)
+    initial = given or AffineParameters.translation_only(centre_of_mass(moving_norm) - fixed_centre)
+    source = "initial transform" if given else "centre of mass"
     overlap = foreground_overlap(fixed_w, fixed_grid, moving_w, moving_grid, initial)
     if overlap < MIN_OVERLAP_FRACTION:
-        raise AVSMError(f"no overlap left after centre-of-mass alignment: only {100 * overlap:.1f} % of the fixed "
+        start = "the initial transform" if given else "centre-of-mass alignment"
+        raise AVSMError(f"no overlap left after {start}: only {100 * overlap:.1f} % of the fixed "
                         "foreground lands on moving foreground; check that both images show the same anatomy")
-    timings["read_and_preprocess"] = time.perf_counter() - tick
-    report_progress("read", 1.0, "inputs ready")
+    masks = SimilarityMasks(*(None if image is None else resample_to_grid(image, grid, antialias=False).to(device)
+                              for image, grid in ((fixed_mask_image, fixed_grid), (moving_mask_image, moving_grid))))
+    return _Inputs(fixed_image, moving_image, fixed_label_image, moving_label_image, fixed_w.to(device), fixed_grid,
+                   moving_w.to(device), moving_grid, masks, fixed_centre, initial, source)
 
-    with flush_denormals():
-        fixed_w = fixed_w.to(torch_device)
-        moving_w = moving_w.to(torch_device)
-        deformation = inverse_deformation = map_grid = None
-        vsvf_info: dict = {}
-        network_info: dict = {}
-        tick = time.perf_counter()
-        if network is not None:
-            prediction = predict(method, model_entry, fixed_w, fixed_grid, moving_w, moving_grid, initial,
-                                 affine_steps=affine_steps, vsvf_steps=vsvf_steps,
-                                 progress=lambda f, m: report_progress("network", f, m),
-                                 affine_refine=DEFAULT_AFFINE_REFINE if affine_refine is None else affine_refine,
-                                 centre=fixed_centre)
-            affine, deformation, inverse_deformation = prediction.affine, prediction.deformation, prediction.inverse_deformation
-            map_grid, network_info = prediction.map_grid, prediction.info
-            timings["network"] = time.perf_counter() - tick
-            network_info["instance_opt"] = int(instance_opt or 0)
-            if instance_opt:
-                tick = time.perf_counter()
-                settings = dataclasses.replace(vsvf_settings or INSTANCE_OPT_SETTINGS, iterations=instance_opt, levels=None)
-                refined = optimise_vsvf(fixed_w, fixed_grid, moving_w, moving_grid, affine, settings,
-                                        prior=PriorDeformation(deformation, inverse_deformation, map_grid),
-                                        progress=lambda f, m: report_progress("instance_opt", f, m))
-                deformation, inverse_deformation = refined.deformation.cpu(), refined.inverse_deformation.cpu()
-                map_grid = refined.map_grid
-                network_info["instance_opt_map_grid_shape"] = list(map_grid.shape)
-                network_info["final_instance_similarity_loss"] = refined.losses[-1][0]
-                timings["instance_opt"] = time.perf_counter() - tick
-        else:
-            affine_iterations = (150, 80, 30) if affine_steps is None else (affine_steps,) * 3
-            affine = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, initial, fixed_centre,
-                                     iterations=affine_iterations,
-                                     progress=lambda f, m: report_progress("affine", f, m))
-            timings["affine"] = time.perf_counter() - tick
 
-        if method == "vsvf-opt":
-            tick = time.perf_counter()
-            settings = vsvf_settings or VSVFSettings()
-            if vsvf_steps is not None:
-                settings = dataclasses.replace(settings, iterations=vsvf_steps, levels=None)
-            result = optimise_vsvf(fixed_w, fixed_grid, moving_w, moving_grid, affine, settings,
-                                   progress=lambda f, m: report_progress("vsvf", f, m))
-            deformation, inverse_deformation, map_grid = result.deformation.cpu(), result.inverse_deformation.cpu(), result.map_grid
-            vsvf_info = {"iterations": settings.iterations, "time_steps": settings.time_steps,
-                         "regularisation": settings.regularisation, "map_grid_shape": list(map_grid.shape),
-                         "final_similarity_loss": result.losses[-1][0] if result.losses else None}
-            timings["vsvf"] = time.perf_counter() - tick
+@dataclass
+class _Alignment:
+    """A method's answer: the affine, psi^{-1} and psi on ``map_grid`` (None for an affine alone), report entries."""
 
+    affine: AffineParameters
+    deformation: Optional[torch.Tensor] = None
+    inverse_deformation: Optional[torch.Tensor] = None
+    map_grid: Optional[Grid] = None
+    report: dict = field(default_factory=dict)
+
+
+def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProgress, timings: dict) -> _Alignment:
+    """The network (affine, refinement, deformable), then ``instance_opt`` iterations for this pair if asked."""
     tick = time.perf_counter()
-    report_progress("outputs", 0.0, "warping the moving image on the fixed grid")
-    outputs = _outputs_on_fixed_grid(fixed_image, moving_image, affine, deformation, map_grid,
-                                     moving_label_image)
-    timings["outputs"] = time.perf_counter() - tick
-    transform = full_transform(affine, deformation, map_grid)
-    inverse = inverse_transform(affine, inverse_deformation, map_grid)
+    prediction = predict(request.method, request.model_entry, inputs.fixed_w, inputs.fixed_grid, inputs.moving_w,
+                         inputs.moving_grid, inputs.initial, affine_steps=request.affine_steps,
+                         vsvf_steps=request.vsvf_steps, progress=lambda f, m: report_progress("network", f, m),
+                         affine_refine=DEFAULT_AFFINE_REFINE if request.affine_refine is None else request.affine_refine,
+                         centre=inputs.fixed_centre, masks=inputs.masks)
+    timings["network"] = time.perf_counter() - tick
+    info = dict(prediction.info, instance_opt=int(request.instance_opt or 0))
+    alignment = _Alignment(prediction.affine, prediction.deformation, prediction.inverse_deformation,
+                           prediction.map_grid, {"network": info})
+    if not request.instance_opt:
+        return alignment
+    tick = time.perf_counter()
+    settings = dataclasses.replace(request.vsvf_settings or INSTANCE_OPT_SETTINGS, iterations=request.instance_opt,
+                                   levels=None)
+    prior = PriorDeformation(alignment.deformation, alignment.inverse_deformation, alignment.map_grid)
+    refined = optimise_vsvf(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, alignment.affine,
+                            settings, prior=prior, masks=inputs.masks,
+                            progress=lambda f, m: report_progress("instance_opt", f, m))
+    timings["instance_opt"] = time.perf_counter() - tick
+    info.update(instance_opt_map_grid_shape=list(refined.map_grid.shape),
+                final_instance_similarity_loss=refined.losses[-1][0])
+    return _Alignment(alignment.affine, refined.deformation.cpu(), refined.inverse_deformation.cpu(), refined.map_grid,
+                      alignment.report)
+
+
+def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: StagedProgress,
+                      timings: dict) -> _Alignment:
+    """Multi-scale affine optimisation, then (vsvf-opt) the vSVF momentum optimised for this pair."""
+    tick = time.perf_counter()
+    iterations = (150, 80, 30) if request.affine_steps is None else (request.affine_steps,) * 3
+    affine = optimise_affine(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, inputs.initial,
+                             inputs.fixed_centre, iterations=iterations, masks=inputs.masks,
+                             progress=lambda f, m: report_progress("affine", f, m))
+    timings["affine"] = time.perf_counter() - tick
+    if request.method != "vsvf-opt":
+        return _Alignment(affine)
+    tick = time.perf_counter()
+    settings = request.vsvf_settings or VSVFSettings()
+    if request.vsvf_steps is not None:
+        settings = dataclasses.replace(settings, iterations=request.vsvf_steps, levels=None)
+    result = optimise_vsvf(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, affine, settings,
+                           masks=inputs.masks, progress=lambda f, m: report_progress("vsvf", f, m))
+    timings["vsvf"] = time.perf_counter() - tick
+    vsvf = {"iterations": settings.iterations, "time_steps": settings.time_steps,
+            "regularisation": settings.regularisation, "map_grid_shape": list(result.map_grid.shape),
+            "final_similarity_loss": result.losses[-1][0] if result.losses else None}
+    return _Alignment(affine, result.deformation.cpu(), result.inverse_deformation.cpu(), result.map_grid,
+                      {"vsvf": vsvf})
+
+
+def _report(request: _Request, inputs: _Inputs, alignment: _Alignment, outputs: dict, timings: dict) -> dict:
+    """report.json: what ran, how long each stage took, the map's det J and folds, Dice when labels allow."""
     dice = None
-    if outputs["warped_labels"] is not None and fixed_label_image is not None:
+    if outputs["warped_labels"] is not None and inputs.fixed_labels is not None:
         dice = dice_per_label(sitk.GetArrayViewFromImage(outputs["warped_labels"]),
-                              sitk.GetArrayViewFromImage(fixed_label_image))
-    timings["total"] = time.perf_counter() - started
-    report_progress("outputs", 1.0, "done")
+                              sitk.GetArrayViewFromImage(inputs.fixed_labels))
     det = outputs["det_array"]
-    report = {
-        "method": method,
-        "preset": preset_name,
-        "model": network.name if network else None,
-        "model_sha256": network.sha256 if network else None,
-        "device": str(torch_device),
-        "version": __version__,
-        "working_spacing_mm": spacing,
-        "fixed_size": list(fixed_image.GetSize()),
-        "moving_size": list(moving_image.GetSize()),
+    network = request.network
+    return {
+        "method": request.method, "preset": request.preset,
+        "model": network.name if network else None, "model_sha256": network.sha256 if network else None,
+        "device": str(request.device), "version": __version__, "working_spacing_mm": request.spacing,
+        "fixed_size": list(inputs.fixed_image.GetSize()), "moving_size": list(inputs.moving_image.GetSize()),
         "timings": {k: round(v, 3) for k, v in timings.items()},
-        "fold_count": int((det <= 0).sum()),
-        "fold_fraction": float((det <= 0).mean()),
-        "det_jacobian_min": float(det.min()),
-        "det_jacobian_max": float(det.max()),
-        "affine_matrix": affine.as_4x4().tolist(),
-        "centre_of_mass_translation": initial.translation.tolist(),
+        "fold_count": int((det <= 0).sum()), "fold_fraction": float((det <= 0).mean()),
+        "det_jacobian_min": float(det.min()), "det_jacobian_max": float(det.max()),
+        "affine_matrix": alignment.affine.as_4x4().tolist(),
+        "initial_affine": inputs.initial.as_4x4().tolist(), "initial_source": inputs.initial_source,
+        "masks": [name for name, mask in (("fixed", inputs.masks.fixed), ("moving", inputs.masks.moving))
+                  if mask is not None],
         "dice_mean": mean_dice(dice) if dice is not None else None,
         "dice_per_label": {str(k): round(v, 5) for k, v in dice.items()} if dice is not None else None,
-        "vsvf": vsvf_info or None,
-        "network": network_info or None,
+        "vsvf": alignment.report.get("vsvf"), "network": alignment.report.get("network"),
     }
-    return RegistrationResult(fixed=fixed_image, warped=outputs["warped"], transform=transform,
-                              affine=affine_transform(affine), inverse=inverse,
-                              det_jacobian=outputs["det_jacobian"], folds=outputs["folds"], report=report,
-                              warped_labels=outputs["warped_labels"], grid_planes=outputs["grid_planes"])
 
 
 def _working_pair(fixed_norm: sitk.Image, moving_norm: sitk.Image, spacing: float):

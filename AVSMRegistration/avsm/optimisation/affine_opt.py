@@ -16,6 +16,7 @@ from ..geometry import Grid, physical_points
 from ..losses import MultiKernelLNCC
 from ..maps import apply_affine, warp_image
 from .light_adam import LightAdam
+from .masks import SimilarityMasks
 from .pyramid import downsample
 
 
@@ -56,10 +57,12 @@ def optimise_affine(
     iterations: Sequence[int] = (150, 80, 30),
     learning_rate: float = 0.01,
     progress: Optional[Callable[[float, str], None]] = None,
+    masks: SimilarityMasks = SimilarityMasks(),
 ) -> AffineParameters:
     """Adam on (L, t) over an image pyramid, minimising mk-LNCC(moving(A x + b), fixed).
 
-    ``fixed`` and ``moving`` are ``1 x 1 x D x H x W`` working-grid tensors in [0, 1].
+    ``fixed`` and ``moving`` are ``1 x 1 x D x H x W`` working-grid tensors in [0, 1]; ``masks`` restrict the
+    similarity to where they are 1.
     """
     device = fixed.device
     centre_t = torch.as_tensor(np.asarray(centre), dtype=torch.float32, device=device)
@@ -77,6 +80,8 @@ def optimise_affine(
     for scale, steps in zip(scales, iterations):
         fixed_s, fixed_grid_s = downsample(fixed, fixed_grid, scale)
         moving_s, moving_grid_s = downsample(moving, moving_grid, scale)
+        masks_s = masks.at_scale(fixed_grid, moving_grid, scale)
+        loss_against_fixed = similarity.against(fixed_s)
         points = physical_points(fixed_grid_s, device=device)
         # finer scales refine: halve the step with every doubling of resolution (avoids oscillation at 1.0)
         optimiser = LightAdam([linear, shift], lr=learning_rate * scales[0] / scale)
@@ -84,8 +89,8 @@ def optimise_affine(
             optimiser.zero_grad()
             matrix = eye + linear
             translation = centre_t + shift * extent - matrix @ centre_t
-            warped = warp_image(moving_s, moving_grid_s, apply_affine(matrix, translation, points))
-            loss = similarity(warped, fixed_s)
+            mapped = apply_affine(matrix, translation, points)
+            loss = loss_against_fixed(warp_image(moving_s, moving_grid_s, mapped), masks_s.weight(moving_grid_s, mapped))
             loss.backward()
             optimiser.step()
             done += 1
@@ -115,11 +120,13 @@ def refinement_schedule(iterations: int) -> tuple[tuple[float, ...], tuple[int, 
 
 
 def refine_affine(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, moving_grid: Grid,
-                  init: AffineParameters, centre: Sequence[float], iterations: int) -> AffineParameters:
+                  init: AffineParameters, centre: Sequence[float], iterations: int,
+                  masks: SimilarityMasks = SimilarityMasks()) -> AffineParameters:
     """The network methods' affine refinement of one pair: :func:`optimise_affine` from ``init`` for ``iterations``
     Adam steps on the :func:`refinement_schedule` (``centre``: the fixed centre of mass, LPS mm)."""
     scales, counts = refinement_schedule(iterations)
-    return optimise_affine(fixed, fixed_grid, moving, moving_grid, init, centre, scales=scales, iterations=counts)
+    return optimise_affine(fixed, fixed_grid, moving, moving_grid, init, centre, scales=scales, iterations=counts,
+                           masks=masks)
 
 
 def refine_affines(fixed: torch.Tensor, moving: torch.Tensor, grid: Grid, matrix: torch.Tensor,

@@ -24,6 +24,7 @@ from ..maps import apply_affine, compose, upsample_map, warp_image
 from ..smoothing import DEFAULT_WEIGHTS, MultiGaussianSmoother, default_sigmas_mm
 from .affine_opt import AffineParameters
 from .light_adam import LightAdam
+from .masks import SimilarityMasks
 from .pyramid import downsample
 
 
@@ -112,6 +113,7 @@ def optimise_vsvf(
     initial_momentum: Optional[torch.Tensor] = None,
     progress: Optional[Callable[[float, str], None]] = None,
     prior: Optional[PriorDeformation] = None,
+    masks: SimilarityMasks = SimilarityMasks(),
 ) -> VSVFResult:
     """Adam over the momentum, coarse to fine; ``fixed``/``moving`` are ``1 x 1 x D x H x W`` working tensors in [0, 1].
 
@@ -119,7 +121,7 @@ def optimise_vsvf(
     of ``settings.schedule()`` compares the images resampled to that level's scale (anti-aliased), so coarse
     levels cost little beyond the integration and the finest level sees every working voxel. With a ``prior``, the returned deformation is the
     composition psi_0^{-1} ∘ psi^{-1} (and its inverse psi ∘ psi_0), both on the final map grid; the
-    regulariser acts on the new step only.
+    regulariser acts on the new step only. ``masks`` restrict the similarity to where they are 1.
     """
     device = fixed.device
     schedule = settings.schedule()
@@ -139,8 +141,14 @@ def optimise_vsvf(
     for level, (scale, count) in enumerate(schedule):
         fixed_l, fixed_grid_l = downsample(fixed, fixed_grid, scale)
         moving_l, moving_grid_l = downsample(moving, moving_grid, scale)
+        masks_l = masks.at_scale(fixed_grid, moving_grid, scale)
+        against_fixed = similarity.against(fixed_l)
+
+        def level_similarity(warped: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+            return against_fixed(warped, masks_l.weight(moving_grid_l, phi))
+
         losses += _optimise_level(momentum, smoother, map_grid, fixed_grid_l, moving_l, moving_grid_l, matrix,
-                                  translation, prior_deformation, prior, similarity.against(fixed_l), settings, count,
+                                  translation, prior_deformation, prior, level_similarity, settings, count,
                                   _level_progress(progress, len(losses), count, total, level, len(schedule)))
     with torch.no_grad():
         velocity, deformation, inverse = vsvf_maps(momentum, smoother, map_grid, settings.time_steps, with_inverse=True)
@@ -165,12 +173,15 @@ def _level_progress(progress: Optional[Callable[[float, str], None]], done: int,
     return report
 
 
-def _optimise_level(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map_grid: Grid, fixed_grid: Grid, moving: torch.Tensor, moving_grid: Grid, matrix: torch.Tensor,
-                    translation: torch.Tensor, prior_deformation: Optional[torch.Tensor],
-                    prior: Optional[PriorDeformation], similarity: Callable[[torch.Tensor], torch.Tensor],
+def _optimise_level(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map_grid: Grid, fixed_grid: Grid,
+                    moving: torch.Tensor, moving_grid: Grid, matrix: torch.Tensor, translation: torch.Tensor, prior_deformation: Optional[torch.Tensor],
+                    prior: Optional[PriorDeformation],
+                    similarity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                     settings: VSVFSettings, count: int,
                     progress: Optional[Callable[[int, float, float], None]]) -> list[tuple[float, float]]:
-    """``count`` Adam steps on ``momentum`` (in place) at one level; returns (similarity, regulariser) per step."""
+    """``count`` Adam steps on ``momentum`` (in place) at one level; returns (similarity, regulariser) per step.
+
+    ``similarity(warped, phi)`` scores the warped moving image (``phi``: the map that warped it)."""
     extent = float(np.mean([(n - 1) * s for n, s in zip(map_grid.size_xyz, map_grid.spacing)]))
     optimiser = LightAdam([momentum], lr=settings.learning_rate)
     losses: list[tuple[float, float]] = []
@@ -180,7 +191,7 @@ def _optimise_level(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map
         if prior is not None:
             deformation = compose(prior_deformation, prior.grid, deformation)
         phi = apply_affine(matrix, translation, upsample_map(deformation, fixed_grid))
-        sim = similarity(warp_image(moving, moving_grid, phi))
+        sim = similarity(warp_image(moving, moving_grid, phi), phi)
         # <m, v> in domain-normalised units (coordinates / extent), averaged over the grid (AVSM Eq. 5).
         # As the authors' code (mermaid) does, the pointwise product m.v is clamped at 0 before summing:
         # <m, Km> is >= 0 in total but can be negative locally, and those parts are not rewarded.
