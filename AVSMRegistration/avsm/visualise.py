@@ -249,4 +249,4 @@ def save_overview(path: Path, fixed: np.ndarray, warped: np.ndarray, map_planes:
     if fixed_labels is not None:
         legend.append((FIXED_LABEL_COLOUR, "fixed labels"))
     figure = compose_overview(rows, "avsm overview: centre slices on the fixed grid", legend)
-    figure.save(path, optimize=False)
+    figure.save(path, compress_level=3)  # half the time of the default level 6 for 1 % more bytes
