@@ -63,6 +63,8 @@ class RegistrationResult:
     report: dict
     warped_labels: Optional[sitk.Image] = None
     grid_planes: Optional[list] = field(default=None, repr=False)  # map in fixed voxel indices on 3 centre slices
+    before: Optional[sitk.Image] = field(default=None, repr=False)  # moving on the fixed grid, identity transform
+    fixed_labels: Optional[sitk.Image] = field(default=None, repr=False)  # for the figure's label outlines
 
     def save(self, outdir: str | os.PathLike) -> Path:
         """Write every output to ``outdir`` atomically: a temporary sibling folder, then a rename.
@@ -92,9 +94,13 @@ class RegistrationResult:
                                                                      ("affine.tfm", self.affine),
                                                                      ("inverse.h5", self.inverse))))
                 spacing = self.fixed.GetSpacing()
+                extra = {name: sitk.GetArrayViewFromImage(image) for name, image in (
+                    ("before", self.before), ("warped_labels", self.warped_labels), ("fixed_labels", self.fixed_labels))
+                    if image is not None}
                 jobs.append(pool.submit(save_overview, staging / "grid.png", sitk.GetArrayViewFromImage(self.fixed),
                                         sitk.GetArrayViewFromImage(self.warped), self.grid_planes,
-                                        sitk.GetArrayViewFromImage(self.det_jacobian), (spacing[2], spacing[1], spacing[0])))
+                                        sitk.GetArrayViewFromImage(self.det_jacobian), (spacing[2], spacing[1], spacing[0]),
+                                        **extra))
                 for job in jobs:
                     job.result()
             (staging / "report.json").write_text(json.dumps(self.report, indent=2) + "\n")
@@ -255,7 +261,10 @@ def register(
                                                         alignment.map_grid),
                               det_jacobian=outputs["det_jacobian"], folds=outputs["folds"],
                               report=_report(request, inputs, alignment, outputs, timings),
-                              warped_labels=outputs["warped_labels"], grid_planes=outputs["grid_planes"])
+                              warped_labels=outputs["warped_labels"], grid_planes=outputs["grid_planes"],
+                              before=sitk.Resample(inputs.moving_image, inputs.fixed_image, sitk.Transform(),
+                                                   sitk.sitkLinear, 0.0, sitk.sitkFloat32),
+                              fixed_labels=inputs.fixed_labels)
 
 
 @dataclass
