@@ -30,6 +30,12 @@ def _register_arguments(parser: argparse.ArgumentParser, with_inputs: bool = Tru
     parser.add_argument("--model", default=None, help="model name or checkpoint path (network methods)")
     parser.add_argument("--moving-labels", default=None, help="label map on the moving image's grid")
     parser.add_argument("--fixed-labels", default=None, help="label map on the fixed image's grid (Dice in the report)")
+    parser.add_argument("--fixed-mask", default=None,
+                        help="mask on the fixed image's grid: the images are compared only inside it (non-zero)")
+    parser.add_argument("--moving-mask", default=None, help="mask on the moving image's grid, likewise")
+    parser.add_argument("--initial-transform", default=None,
+                        help="linear ITK transform file (fixed -> moving points, e.g. from landmarks): the affine "
+                             "stage starts from it instead of the centre-of-mass alignment")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--affine-steps", type=int, default=None, help="affine optimisation steps per scale")
     parser.add_argument("--vsvf-steps", type=int, default=None,
@@ -94,7 +100,9 @@ def run_register(args: argparse.Namespace, fixed: str, moving: str, outdir: str,
                           fixed_labels=fixed_labels,
                           device=args.device, model=args.model, affine_steps=args.affine_steps,
                           vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, progress=callback,
-                          working_spacing=args.working_spacing, affine_refine=args.affine_refine)
+                          working_spacing=args.working_spacing, affine_refine=args.affine_refine,
+                          fixed_mask=args.fixed_mask, moving_mask=args.moving_mask,
+                          initial_transform=args.initial_transform)
         saved = result.save(outdir)
     finally:
         if bar is not None:
@@ -137,7 +145,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     options = dict(method=args.method, preset=args.preset, device=args.device, model=args.model,
                    affine_steps=args.affine_steps,
                    vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, working_spacing=args.working_spacing,
-                   affine_refine=args.affine_refine)
+                   affine_refine=args.affine_refine, fixed_mask=args.fixed_mask, moving_mask=args.moving_mask,
+                   initial_transform=args.initial_transform)
     try:
         records = run_batch(args.pairs, args.output, options, workers=args.workers, progress=callback)
     finally:

@@ -111,6 +111,8 @@ def read_linear_transform(source: TransformLike) -> np.ndarray:
             transform = sitk.ReadTransform(str(path))
         except RuntimeError as error:
             raise AVSMError(f"{name} cannot be read as an ITK transform ({str(error).strip().splitlines()[-1][:120]})") from None
+    if transform.GetDimension() != 3 or not transform.IsLinear():
+        raise AVSMError(f"{name} is not linear ({transform.GetName()}): give an affine, rigid or translation transform")
     origin = np.asarray(transform.TransformPoint((0.0, 0.0, 0.0)))
     matrix = np.eye(4)
     matrix[:3, 3] = origin

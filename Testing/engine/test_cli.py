@@ -165,3 +165,15 @@ def test_working_spacing_that_is_not_positive(capsys, tmp_path, spacing):
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and err == [f"avsm: error: working spacing must be positive (got {float(spacing)})"]
     assert not outdir.exists()
+
+
+def test_missing_initial_transform_and_empty_mask_fail_in_one_line(capsys, tmp_path):
+    fixed, moving = SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz"
+    _run_failing(capsys, tmp_path, fixed, moving, "--method", "affine", "--initial-transform", tmp_path / "none.tfm",
+                 expect="initial transform '")
+    image = sitk.ReadImage(str(fixed))
+    empty = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(image)
+    _write(empty, tmp_path / "empty_mask.nii.gz")
+    _run_failing(capsys, tmp_path, fixed, moving, "--method", "affine", "--fixed-mask", tmp_path / "empty_mask.nii.gz",
+                 expect="is empty")

@@ -1,0 +1,97 @@
+"""Similarity masks (``avsm.optimisation.masks``, ``MultiKernelLNCC.against(...)(warped, mask)``) and the
+``fixed_mask`` / ``moving_mask`` options of ``avsm.register``: the images are compared only inside the masks."""
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from avsm import AVSMError, register
+from avsm.geometry import Grid, physical_points
+from avsm.losses import LNCCScale, MultiKernelLNCC
+from avsm.optimisation import SimilarityMasks
+
+from engine_fixtures import SAMPLE_DATA
+
+SCALES = (LNCCScale(1 / 4, 1.0, 1),)
+
+
+def _pair(seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    fixed = torch.rand((1, 1, 16, 16, 16), generator=generator)
+    warped = torch.rand((1, 1, 16, 16, 16), generator=generator)
+    return fixed, warped
+
+
+def test_a_mask_of_ones_changes_nothing():
+    fixed, warped = _pair()
+    loss = MultiKernelLNCC(SCALES).against(fixed)
+    assert torch.allclose(loss(warped, torch.ones_like(fixed)), loss(warped), atol=1e-6)
+    assert torch.allclose(loss(warped), MultiKernelLNCC(SCALES)(warped, fixed), atol=1e-6)
+
+
+def test_what_lies_outside_the_mask_does_not_count():
+    fixed, warped = _pair()
+    mask = torch.zeros_like(fixed)
+    mask[..., :8] = 1.0  # the half x < 8
+    changed = warped.clone()
+    changed[..., 12:] = torch.rand((1, 1, 16, 16, 4))  # windows of 4 voxels: x >= 12 never meets x < 8
+    loss = MultiKernelLNCC(SCALES).against(fixed)
+    assert torch.allclose(loss(warped, mask), loss(changed, mask), atol=1e-6)
+    assert not torch.allclose(loss(warped), loss(changed), atol=1e-4)
+
+
+def test_the_moving_mask_is_pulled_back_through_the_map():
+    grid = Grid.of_image(sitk.Image(8, 8, 8, sitk.sitkFloat32))
+    moving = torch.zeros((1, 1, 8, 8, 8))
+    moving[..., 4:] = 1.0  # x >= 4 on the moving grid
+    points = physical_points(grid)
+    shifted = points.clone()
+    shifted[:, 0] += 2.0  # fixed x maps to moving x + 2
+    weight = SimilarityMasks(moving=moving).weight(grid, shifted)
+    assert torch.allclose(weight[..., 2:6], torch.ones(1), atol=1e-5)  # lands on moving x 4..7: inside
+    assert torch.allclose(weight[..., :2], torch.zeros(1), atol=1e-5)  # moving x 2..3: outside the mask
+    assert torch.allclose(weight[..., 6:], torch.zeros(1), atol=1e-5)  # beyond the moving image
+    assert SimilarityMasks().weight(grid, points) is None
+
+
+def _corrupted_pair(tmp_path):
+    """The sample fixed image, and a copy moved by 6 mm along x with a bright block pasted over one side."""
+    fixed = sitk.ReadImage(str(SAMPLE_DATA / "fixed_t1_2mm.nii.gz"), sitk.sitkFloat32)
+    shift = sitk.TranslationTransform(3, (6.0, 0.0, 0.0))
+    moving = sitk.Resample(fixed, fixed, shift, sitk.sitkLinear, 0.0)
+    array = sitk.GetArrayFromImage(moving)
+    block = np.zeros(array.shape, dtype=np.uint8)
+    block[20:60, 30:80, 10:40] = 1
+    array[block > 0] = array.max()
+    corrupted = sitk.GetImageFromArray(array)
+    corrupted.CopyInformation(moving)
+    mask = sitk.GetImageFromArray((1 - block).astype(np.uint8))
+    mask.CopyInformation(moving)
+    paths = {name: tmp_path / f"{name}.nii.gz" for name in ("fixed", "moving", "mask")}
+    for name, image in (("fixed", fixed), ("moving", corrupted), ("mask", mask)):
+        sitk.WriteImage(image, str(paths[name]))
+    return paths
+
+
+def test_a_moving_mask_over_a_corrupted_region_recovers_the_shift_better(tmp_path):
+    paths = _corrupted_pair(tmp_path)
+    options = dict(method="affine", affine_steps=40, working_spacing=4.0, device="cpu")
+    plain = register(paths["fixed"], paths["moving"], **options).report
+    masked = register(paths["fixed"], paths["moving"], moving_mask=paths["mask"], **options).report
+    assert masked["masks"] == ["moving"] and plain["masks"] == []
+    # the moving image is the fixed one moved by +6 mm: fixed -> moving points are x - 6
+    errors = [np.abs(np.array(r["affine_matrix"])[:3, 3] - (-6.0, 0.0, 0.0)).max() for r in (plain, masked)]
+    assert errors[1] < errors[0] and errors[1] < 1.5
+
+
+def test_an_empty_mask_and_a_mask_on_another_grid_are_refused(tmp_path):
+    fixed = SAMPLE_DATA / "fixed_t1_2mm.nii.gz"
+    image = sitk.ReadImage(str(fixed))
+    empty = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(image)
+    sitk.WriteImage(empty, str(tmp_path / "empty.nii.gz"))
+    with pytest.raises(AVSMError, match="fixed mask image '.*empty.nii.gz' is empty"):
+        register(fixed, SAMPLE_DATA / "moving_t1_2mm.nii.gz", method="affine", fixed_mask=tmp_path / "empty.nii.gz")
+    with pytest.raises(AVSMError, match="fixed mask image .* is on a different grid from its image"):
+        register(fixed, SAMPLE_DATA / "moving_t1_2mm.nii.gz", method="affine",
+                 fixed_mask=SAMPLE_DATA / "moving_brainmask_2mm.nii.gz")
