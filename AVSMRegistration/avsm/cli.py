@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import AVSMError
-from .methods import DEFAULT_PRESET, METHOD_NAMES, PRESET_NAMES, PRESETS, resolve
+from .methods import DEFAULT_PRESET, METHOD_NAMES, PRESET_NAMES, PRESETS, SIMILARITIES, resolve
 from .output_folder import check_writable
 
 SAMPLE_DATA = Path(__file__).parent / "sample_data"
@@ -36,6 +36,9 @@ def _register_arguments(parser: argparse.ArgumentParser, with_inputs: bool = Tru
     parser.add_argument("--initial-transform", default=None,
                         help="linear ITK transform file (fixed -> moving points, e.g. from landmarks): the affine "
                              "stage starts from it instead of the centre-of-mass alignment")
+    parser.add_argument("--similarity", default="lncc", choices=SIMILARITIES,
+                        help="the affine stage's similarity: lncc (local correlation, same contrast) or mi (mutual "
+                             "information, e.g. T1 against T2 or FLAIR); default lncc")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--affine-steps", type=int, default=None, help="affine optimisation steps per scale")
     parser.add_argument("--vsvf-steps", type=int, default=None,
@@ -102,7 +105,7 @@ def run_register(args: argparse.Namespace, fixed: str, moving: str, outdir: str,
                           vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, progress=callback,
                           working_spacing=args.working_spacing, affine_refine=args.affine_refine,
                           fixed_mask=args.fixed_mask, moving_mask=args.moving_mask,
-                          initial_transform=args.initial_transform)
+                          initial_transform=args.initial_transform, similarity=args.similarity)
         saved = result.save(outdir)
     finally:
         if bar is not None:
@@ -146,7 +149,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
                    affine_steps=args.affine_steps,
                    vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, working_spacing=args.working_spacing,
                    affine_refine=args.affine_refine, fixed_mask=args.fixed_mask, moving_mask=args.moving_mask,
-                   initial_transform=args.initial_transform)
+                   initial_transform=args.initial_transform, similarity=args.similarity)
     try:
         records = run_batch(args.pairs, args.output, options, workers=args.workers, progress=callback)
     finally:

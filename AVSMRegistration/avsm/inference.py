@@ -87,13 +87,13 @@ def predict(method: str, checkpoint_entry: ModelEntry, fixed_w: torch.Tensor, fi
             moving_grid: Grid, initial: AffineParameters, affine_steps: Optional[int] = None,
             vsvf_steps: Optional[int] = None, progress: Optional[Callable[[float, str], None]] = None,
             affine_refine: int = 0, centre: Optional[Sequence[float]] = None,
-            masks: SimilarityMasks = SimilarityMasks()) -> Prediction:
+            masks: SimilarityMasks = SimilarityMasks(), similarity: str = "lncc") -> Prediction:
     """Run the network of ``checkpoint_entry`` on one pair of ``1 x 1 x D x H x W`` working tensors in [0, 1].
 
     ``initial`` is the starting affine (the centre-of-mass translation); ``affine_steps`` and ``vsvf_steps``
     override the network's test-time step counts. ``affine_refine`` N > 0 refines the affine network's result
     for this pair with N Adam iterations of mk-LNCC (``refine_affine``; ``centre``: the fixed image's
-    centre of mass, LPS mm, the centre of the linear part; ``masks`` restrict its similarity) before the
+    centre of mass, LPS mm, the centre of the linear part; ``masks`` restrict its ``similarity``) before the
     deformable network runs from it.
     The networks run under ``torch.inference_mode``: no autograd state.
     """
@@ -117,7 +117,7 @@ def predict(method: str, checkpoint_entry: ModelEntry, fixed_w: torch.Tensor, fi
         progress(0.2, f"refining the affine ({affine_refine} iterations)")
         tick = time.perf_counter()
         refined = refine_affine(fixed_w, fixed_grid, moving_w, moving_grid, AffineParameters(matrix, translation),
-                                centre, affine_refine, masks)
+                                centre, affine_refine, masks, similarity)
         matrix, translation = refined.matrix, refined.translation
         timings["affine_refine"] = time.perf_counter() - tick
     progress(0.3, "deformable network")

@@ -2,6 +2,7 @@
 
 * :class:`MultiKernelLNCC` — AVSM's mk-LNCC (AVSM §2.2): squared local correlation over
   dilated box windows at several sizes, strided, no padding; eps on the unnormalised variance product.
+* :class:`MutualInformation` — normalised mutual information from a Parzen joint histogram (change of contrast).
 * :func:`ncc_loss` — global normalised cross-correlation, 1 - NCC.
 * :func:`local_ncc_loss` — VoxelMorph's windowed NCC (window 9), returned as 1 - mean(lncc).
 * :func:`mse_loss`, :func:`diffusion_regulariser`.
@@ -14,6 +15,8 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from .methods import SIMILARITIES
 
 
 def box_sum(x: torch.Tensor, size: int, dilation: int = 1, stride: int = 1) -> torch.Tensor:
@@ -146,6 +149,62 @@ class MultiKernelLNCC(torch.nn.Module):
             return total
 
         return loss
+
+
+class MutualInformation(torch.nn.Module):
+    """Normalised mutual information of two images in [0, 1], from a Parzen-window joint histogram, as a loss
+    ``2 - (H(F) + H(M)) / H(F, M)`` (0 when one image determines the other, 1 when they are independent).
+
+    It does not assume that the same tissue has the same (or a monotonically related) intensity in both images:
+    the similarity for a change of contrast (T1 against T2 or FLAIR). ``bins`` Gaussian bins over [0, 1], width
+    one bin; at most ``max_samples`` voxels (a regular subsample) enter the histogram.
+    """
+
+    def __init__(self, bins: int = 32, max_samples: int = 50_000):
+        super().__init__()
+        self.bins = bins
+        self.max_samples = max_samples
+
+    def _weights(self, values: torch.Tensor) -> torch.Tensor:
+        """``N`` values -> ``N x bins`` Parzen weights, each row summing to 1."""
+        centres = torch.linspace(0.0, 1.0, self.bins, device=values.device, dtype=values.dtype)
+        weights = torch.exp(-0.5 * ((values[:, None].clamp(0.0, 1.0) - centres) * (self.bins - 1)) ** 2)
+        return weights / weights.sum(dim=1, keepdim=True)
+
+    def _sample(self, image: torch.Tensor) -> torch.Tensor:
+        step = max(1, -(-image.numel() // self.max_samples))
+        return image.reshape(-1)[::step]
+
+    def forward(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        return self.against(fixed)(warped)
+
+    def against(self, fixed: torch.Tensor) -> Callable[..., torch.Tensor]:
+        """The loss against one fixed image (no gradient), its Parzen weights computed once: ``loss(warped, mask=None)``;
+        a ``mask`` (same shape, in [0, 1]) weighs each voxel's contribution to the histogram."""
+        fixed_weights = self._weights(self._sample(fixed.detach()))
+
+        def loss(warped: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+            moving_weights = self._weights(self._sample(warped))
+            if mask is not None:
+                moving_weights = moving_weights * self._sample(mask.detach())[:, None]
+            joint = fixed_weights.T @ moving_weights
+            joint = joint / joint.sum().clamp_min(1e-12)
+
+            def entropy(p: torch.Tensor) -> torch.Tensor:
+                return -(p * torch.log(p.clamp_min(1e-12))).sum()
+
+            return 2.0 - (entropy(joint.sum(dim=1)) + entropy(joint.sum(dim=0))) / entropy(joint).clamp_min(1e-12)
+
+        return loss
+
+
+def affine_similarity(name: str) -> torch.nn.Module:
+    """The affine stage's similarity by name: ``lncc`` (mk-LNCC, the reference windows) or ``mi`` (normalised MI)."""
+    if name == "lncc":
+        return MultiKernelLNCC()
+    if name == "mi":
+        return MutualInformation()
+    raise ValueError(f"unknown similarity '{name}'; choose one of {', '.join(SIMILARITIES)}")
 
 
 def ncc_loss(warped: torch.Tensor, fixed: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:

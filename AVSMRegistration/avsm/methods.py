@@ -34,6 +34,9 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
     Method("affine", "Affine optimisation", "No network: multi-scale affine optimisation only.", network=False),
 )})
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
+# The affine stage's similarities (avsm.losses.affine_similarity): mk-LNCC, or normalised mutual information for
+# images of different contrasts.
+SIMILARITIES: tuple[str, ...] = ("lncc", "mi")
 NETWORK_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if m.network)
 
 # Instance-optimisation iterations of the default preset (chosen on the validation subjects, see

@@ -31,7 +31,7 @@ from .imageio import (ImageLike, TransformLike, read_intensity_image, read_label
 from .inference import LoadedNetwork, load_network, predict
 from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image_at, warp_labels, warp_labels_at
-from .methods import DEFAULT_PRESET, METHOD_NAMES, NETWORK_METHODS, check_method_name
+from .methods import DEFAULT_PRESET, METHOD_NAMES, NETWORK_METHODS, SIMILARITIES, check_method_name
 from .methods import resolve as resolve_choice
 from .metrics import dice_per_label, mean_dice
 from .numerics import flush_denormals
@@ -208,6 +208,7 @@ def register(
     fixed_mask: Optional[ImageLike] = None,
     moving_mask: Optional[ImageLike] = None,
     initial_transform: Optional[TransformLike] = None,
+    similarity: str = "lncc",
 ) -> RegistrationResult:
     """Register ``moving`` to ``fixed`` (SimpleITK images or paths) and return every output in memory.
 
@@ -226,11 +227,13 @@ def register(
     affine refinement, vSVF, instance optimisation) compares the images only where both are non-zero; the
     networks' own passes see the whole images. ``initial_transform``: a linear ITK transform (fixed -> moving
     points, a path or a SimpleITK transform, e.g. from landmark registration) that replaces the centre-of-mass
-    start of the affine stage.
+    start of the affine stage. ``similarity``: the affine stage's ("lncc", mk-LNCC, or "mi", normalised mutual
+    information for images of different contrasts, e.g. T1 against T2); the deformable stages use squared local
+    correlation, which a local inversion of contrast does not change.
     """
     started = time.perf_counter()
     request = _check_request(method, preset, model, device, affine_steps, vsvf_steps, instance_opt, working_spacing,
-                             vsvf_settings, affine_refine)
+                             vsvf_settings, affine_refine, similarity)
     weights = {"read": 1, "affine": 0 if request.network else 3, "vsvf": 10 if request.method == "vsvf-opt" else 0,
                "network": 3 if request.network else 0, "instance_opt": (request.instance_opt or 0) / 6,
                "outputs": 2}
@@ -282,10 +285,11 @@ class _Request:
     instance_opt: Optional[int]
     affine_refine: Optional[int]
     vsvf_settings: Optional[VSVFSettings]
+    similarity: str
 
 
 def _check_request(method, preset, model, device, affine_steps, vsvf_steps, instance_opt, working_spacing,
-                   vsvf_settings, affine_refine) -> _Request:
+                   vsvf_settings, affine_refine, similarity) -> _Request:
     """Resolve the preset and method and refuse what cannot run, before any input is read."""
     preset_name = DEFAULT_PRESET if preset is None and method is None else preset
     method, preset_options = resolve_choice(preset, method)
@@ -300,11 +304,13 @@ def _check_request(method, preset, model, device, affine_steps, vsvf_steps, inst
             raise AVSMError(f"{name} must be >= 0 (got {value})")
     if working_spacing is not None and not working_spacing > 0:
         raise AVSMError(f"working spacing must be positive (got {working_spacing})")
+    if similarity not in SIMILARITIES:
+        raise AVSMError(f"unknown similarity '{similarity}'; choose one of {', '.join(SIMILARITIES)}")
     torch_device = resolve_device(device)
     network = load_network(model_entry) if model_entry is not None else None
     spacing = float(working_spacing or default_working_spacing(method, model_entry, network))
     return _Request(method, preset_name, model_entry, network, torch_device, spacing, affine_steps, vsvf_steps,
-                    instance_opt, affine_refine, vsvf_settings)
+                    instance_opt, affine_refine, vsvf_settings, similarity)
 
 
 @dataclass
@@ -373,7 +379,7 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
                          inputs.moving_grid, inputs.initial, affine_steps=request.affine_steps,
                          vsvf_steps=request.vsvf_steps, progress=lambda f, m: report_progress("network", f, m),
                          affine_refine=DEFAULT_AFFINE_REFINE if request.affine_refine is None else request.affine_refine,
-                         centre=inputs.fixed_centre, masks=inputs.masks)
+                         centre=inputs.fixed_centre, masks=inputs.masks, similarity=request.similarity)
     timings["network"] = time.perf_counter() - tick
     info = dict(prediction.info, instance_opt=int(request.instance_opt or 0))
     alignment = _Alignment(prediction.affine, prediction.deformation, prediction.inverse_deformation,
@@ -401,6 +407,7 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
     iterations = (150, 80, 30) if request.affine_steps is None else (request.affine_steps,) * 3
     affine = optimise_affine(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, inputs.initial,
                              inputs.fixed_centre, iterations=iterations, masks=inputs.masks,
+                             similarity=request.similarity,
                              progress=lambda f, m: report_progress("affine", f, m))
     timings["affine"] = time.perf_counter() - tick
     if request.method != "vsvf-opt":
@@ -437,6 +444,7 @@ def _report(request: _Request, inputs: _Inputs, alignment: _Alignment, outputs: 
         "det_jacobian_min": float(det.min()), "det_jacobian_max": float(det.max()),
         "affine_matrix": alignment.affine.as_4x4().tolist(),
         "initial_affine": inputs.initial.as_4x4().tolist(), "initial_source": inputs.initial_source,
+        "affine_similarity": request.similarity,
         "masks": [name for name, mask in (("fixed", inputs.masks.fixed), ("moving", inputs.masks.moving))
                   if mask is not None],
         "dice_mean": mean_dice(dice) if dice is not None else None,

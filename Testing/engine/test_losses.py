@@ -59,3 +59,30 @@ def test_diffusion_regulariser_of_a_linear_ramp():
     z = torch.arange(6, dtype=torch.float64).view(1, 1, 6, 1, 1).expand(1, 3, 6, 5, 4)
     # forward differences along D are 1 for every channel, 0 along H and W
     assert abs(float(diffusion_regulariser(z)) - 1.0 / 3.0) < 1e-12
+
+
+def test_mutual_information_ignores_a_non_monotonic_change_of_contrast():
+    from avsm.losses import MutualInformation
+
+    generator = torch.Generator().manual_seed(3)
+    fixed = torch.rand((1, 1, 20, 20, 20), generator=generator)
+    remapped = (0.5 - fixed).abs() * 2  # a non-monotonic intensity mapping: one image still determines the other
+    noise = torch.rand((1, 1, 20, 20, 20), generator=generator)
+    mi = MutualInformation()
+    same, folded, independent = (float(mi(image, fixed)) for image in (fixed, remapped, noise))
+    assert independent > 0.99  # loss 2 - NMI: NMI is 1 for independent images
+    assert same < folded < independent - 0.2  # the fold merges bin pairs: a little less than identical images
+    assert float(MultiKernelLNCC()(remapped, fixed)) > 0.99  # local correlation does not see the relation
+
+
+def test_mutual_information_with_a_mask_counts_only_the_voxels_inside():
+    from avsm.losses import MutualInformation
+
+    generator = torch.Generator().manual_seed(4)
+    fixed = torch.rand((1, 1, 16, 16, 16), generator=generator)
+    warped = fixed.clone()
+    warped[..., 8:] = torch.rand((1, 1, 16, 16, 8), generator=generator)
+    mask = torch.zeros_like(fixed)
+    mask[..., :8] = 1.0
+    loss = MutualInformation().against(fixed)
+    assert float(loss(warped, mask)) < float(loss(warped)) - 0.2

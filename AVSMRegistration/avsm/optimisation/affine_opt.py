@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..geometry import Grid, physical_points
-from ..losses import MultiKernelLNCC
+from ..losses import affine_similarity
 from ..maps import apply_affine, warp_image
 from .light_adam import LightAdam
 from .masks import SimilarityMasks
@@ -58,11 +58,13 @@ def optimise_affine(
     learning_rate: float = 0.01,
     progress: Optional[Callable[[float, str], None]] = None,
     masks: SimilarityMasks = SimilarityMasks(),
+    similarity: str = "lncc",
 ) -> AffineParameters:
-    """Adam on (L, t) over an image pyramid, minimising mk-LNCC(moving(A x + b), fixed).
+    """Adam on (L, t) over an image pyramid, minimising the similarity of moving(A x + b) and fixed.
 
     ``fixed`` and ``moving`` are ``1 x 1 x D x H x W`` working-grid tensors in [0, 1]; ``masks`` restrict the
-    similarity to where they are 1.
+    similarity to where they are 1; ``similarity``: "lncc" (mk-LNCC) or "mi" (normalised mutual information,
+    for a change of contrast).
     """
     device = fixed.device
     centre_t = torch.as_tensor(np.asarray(centre), dtype=torch.float32, device=device)
@@ -73,7 +75,7 @@ def optimise_affine(
                              dtype=torch.float32, device=device)
     linear = init_l.clone().requires_grad_(True)
     shift = (init_t / extent).clone().requires_grad_(True)  # translation in units of the domain extent
-    similarity = MultiKernelLNCC()
+    loss_function = affine_similarity(similarity)
     total = float(sum(iterations))
     done = 0
     eye = torch.eye(3, device=device)
@@ -81,7 +83,7 @@ def optimise_affine(
         fixed_s, fixed_grid_s = downsample(fixed, fixed_grid, scale)
         moving_s, moving_grid_s = downsample(moving, moving_grid, scale)
         masks_s = masks.at_scale(fixed_grid, moving_grid, scale)
-        loss_against_fixed = similarity.against(fixed_s)
+        loss_against_fixed = loss_function.against(fixed_s)
         points = physical_points(fixed_grid_s, device=device)
         # finer scales refine: halve the step with every doubling of resolution (avoids oscillation at 1.0)
         optimiser = LightAdam([linear, shift], lr=learning_rate * scales[0] / scale)
@@ -121,12 +123,12 @@ def refinement_schedule(iterations: int) -> tuple[tuple[float, ...], tuple[int, 
 
 def refine_affine(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, moving_grid: Grid,
                   init: AffineParameters, centre: Sequence[float], iterations: int,
-                  masks: SimilarityMasks = SimilarityMasks()) -> AffineParameters:
+                  masks: SimilarityMasks = SimilarityMasks(), similarity: str = "lncc") -> AffineParameters:
     """The network methods' affine refinement of one pair: :func:`optimise_affine` from ``init`` for ``iterations``
     Adam steps on the :func:`refinement_schedule` (``centre``: the fixed centre of mass, LPS mm)."""
     scales, counts = refinement_schedule(iterations)
     return optimise_affine(fixed, fixed_grid, moving, moving_grid, init, centre, scales=scales, iterations=counts,
-                           masks=masks)
+                           masks=masks, similarity=similarity)
 
 
 def refine_affines(fixed: torch.Tensor, moving: torch.Tensor, grid: Grid, matrix: torch.Tensor,
