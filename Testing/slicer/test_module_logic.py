@@ -49,6 +49,7 @@ def module(monkeypatch, tmp_path):
 
 def panel_state(module, nodes, **changes):
     state = dict(fixedVolume=nodes["fixed"], movingVolume=nodes["moving"], movingLabels=None, fixedLabels=None,
+                 fixedMask=None, movingMask=None, initialTransform=None,
                  method=module.MethodChoice["vsvf-opt"], affineSteps=0, vsvfSteps=0, instanceOptIterations=0,
                  affineRefine=-1,
                  device=module.DeviceChoice["cpu"],
@@ -124,6 +125,21 @@ def test_start_registration_runs_in_the_background_and_cancels(module, nodes, sc
     assert not job.running
     assert scene_state(scene) == before
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_panel_masks_and_initial_transform_go_to_the_job_and_the_checks(module, nodes, scene):
+    logic = module.AVSMRegistrationLogic()
+    logic.ensureDependencies = lambda log=None: None
+    initial = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "landmarks")
+    state = panel_state(module, nodes, fixedMask=nodes["fixedLabels"], movingMask=nodes["movingLabels"],
+                        initialTransform=initial)
+    assert logic.inputProblem(state) is None
+    job = logic.startRegistration(state)
+    assert (job.fixedMask, job.movingMask, job.initialTransform) == (nodes["fixedLabels"], nodes["movingLabels"], initial)
+    bspline = scene.AddNewNodeByClass("vtkMRMLBSplineTransformNode", "spline")
+    bspline.SetAndObserveTransformFromParent(slicer.vtkOrientedBSplineTransform())
+    assert "The initial transform 'spline' is not linear" in logic.inputProblem(
+        panel_state(module, nodes, initialTransform=bspline))
 
 
 def test_combo_boxes_show_labels_and_store_engine_names(module):
