@@ -202,6 +202,17 @@ def test_the_summary_names_the_preset_or_the_method():
     assert summary_text(report, 2.0, "m", "f") == "vSVF optimisation: 'm' -> 'f' in 2.0 s on cpu."
 
 
+def test_the_summary_says_when_the_run_started_from_the_initial_transform_and_used_masks():
+    from AVSMRegistrationLib.summary import summary_text
+
+    report = {"method": "affine", "device": "cpu", "initial_source": "initial transform", "masks": ["fixed", "moving"]}
+    assert summary_text(report, 1.0, "m", "f") == ("Affine optimisation: 'm' -> 'f' in 1.0 s on cpu; started from the "
+                                                   "initial transform; compared inside the fixed and moving masks.")
+    report = {"method": "affine", "device": "cpu", "initial_source": "centre of mass", "masks": ["moving"]}
+    assert summary_text(report, 1.0, "m", "f") == ("Affine optimisation: 'm' -> 'f' in 1.0 s on cpu; "
+                                                   "compared inside the moving mask.")
+
+
 def test_network_boxes_apply_only_when_the_chosen_method_has_a_network(module, nodes):
     logic = module.AVSMRegistrationLogic()
     boxes = dict(instanceOptIterations=12, affineRefine=5, modelPath="/models/m.pt")
