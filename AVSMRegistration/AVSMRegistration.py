@@ -379,6 +379,7 @@ class AVSMRegistrationTest(ScriptedLoadableModuleTest):
         fixed, moving, fixedMask, movingMask = self._loadSampleData()
         logic = AVSMRegistrationLogic()
         self.assertIsNone(input_problem(fixed, moving, movingMask, fixedMask))
+        self.assertIsNone(input_problem(fixed, moving, fixedMask=fixedMask, movingMask=movingMask))
         self.assertIn("same node", input_problem(fixed, fixed))
         self.assertIn("is a label map", input_problem(fixedMask, moving))
         self.assertIs(default_fixed_volume(slicer.mrmlScene), fixed)
