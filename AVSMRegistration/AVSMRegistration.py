@@ -9,6 +9,7 @@ Console use:
     nodes = logic.register(fixedNode, movingNode)                    # the default preset
     nodes = logic.register(fixedNode, movingNode, preset="fast")     # or "accurate"
     nodes = logic.register(fixedNode, movingNode, method="vsvf-opt")  # a method with its own defaults
+    nodes = logic.register(fixedNode, movingNode, fixedMask=brainMask, initialTransform=landmarkTransform)
 """
 from __future__ import annotations
 
@@ -75,6 +76,9 @@ class AVSMRegistrationParameterNode:
     movingVolume: vtkMRMLScalarVolumeNode
     movingLabels: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
     fixedLabels: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
+    fixedMask: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
+    movingMask: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
+    initialTransform: Optional[vtkMRMLTransformNode]  # linear only: the validation refuses others by name
     method: MethodChoice = MethodChoice[DEFAULT_CHOICE]  # a preset or a method
     affineSteps: Annotated[int, WithinRange(0, 10000)] = 0
     vsvfSteps: Annotated[int, WithinRange(0, 10000)] = 0
@@ -236,16 +240,19 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
 
     # -- console -------------------------------------------------------------------------------
     def register(self, fixedNode, movingNode, method: Optional[str] = None, movingLabels=None, fixedLabels=None,
-                 preset: Optional[str] = None, **kwargs):
+                 preset: Optional[str] = None, fixedMask=None, movingMask=None, initialTransform=None, **kwargs):
         """Register `movingNode` to `fixedNode` in this process (blocks) and return the created nodes.
         `preset="fast"` (or "default", "accurate") or `method="vsvf-opt"` (or "avsm", "voxelmorph", "affine");
-        neither: the default preset. Keywords as `AVSMRegistrationLib.register_volumes` (device, model,
+        neither: the default preset. `fixedMask` / `movingMask`: label maps or segmentations, the images are
+        compared only inside them; `initialTransform`: a linear transform node that aligns the moving volume
+        placed under it with the fixed one (replaces the centre-of-mass start). Keywords as `AVSMRegistrationLib.register_volumes` (device, model,
         affineSteps, vsvfSteps, instanceOpt, affineRefine, workingSpacing, output*=True/False/node, outputInverse,
         showGrid, progress, keepFiles)."""
         self.ensureDependencies()
         kwargs.setdefault("tempRoot", slicer.app.temporaryPath)
         return register_volumes(fixedNode, movingNode, method=method, movingLabels=movingLabels,
-                                fixedLabels=fixedLabels, preset=preset, **kwargs)
+                                fixedLabels=fixedLabels, preset=preset, fixedMask=fixedMask, movingMask=movingMask,
+                                initialTransform=initialTransform, **kwargs)
 
     # -- panel ---------------------------------------------------------------------------------
     OUTPUT_FIELDS = (("transform", "Transform"), ("affine", "Affine"), ("warped", "Warped"),
@@ -265,7 +272,8 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
 
     def inputProblem(self, p: AVSMRegistrationParameterNode) -> Optional[str]:
         """Why Register is disabled (one sentence), or None."""
-        return input_problem(p.fixedVolume, p.movingVolume, p.movingLabels, p.fixedLabels, self._outputs(p))
+        return input_problem(p.fixedVolume, p.movingVolume, p.movingLabels, p.fixedLabels, self._outputs(p),
+                             p.fixedMask, p.movingMask, p.initialTransform)
 
     def startRegistration(self, p: AVSMRegistrationParameterNode, log=None) -> RegistrationJob:
         """Check the dependencies and the inputs and return the job that runs `avsm register` in a
@@ -275,7 +283,8 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
             log(_("Device: {device}").format(device=describe_device(p.device.value)))
         return RegistrationJob(p.fixedVolume, p.movingVolume, p.movingLabels, p.fixedLabels, self._options(p),
                                self._outputs(p), p.showGrid, tempRoot=slicer.app.temporaryPath,
-                               python=shutil.which("PythonSlicer") or None, keepFiles=p.keepIntermediateFiles)
+                               python=shutil.which("PythonSlicer") or None, keepFiles=p.keepIntermediateFiles,
+                               fixedMask=p.fixedMask, movingMask=p.movingMask, initialTransform=p.initialTransform)
 
     def showResults(self, p: AVSMRegistrationParameterNode, nodes) -> None:
         """Remember the new output nodes in the panel and show fixed and warped together."""
@@ -370,6 +379,7 @@ class AVSMRegistrationTest(ScriptedLoadableModuleTest):
         fixed, moving, fixedMask, movingMask = self._loadSampleData()
         logic = AVSMRegistrationLogic()
         self.assertIsNone(input_problem(fixed, moving, movingMask, fixedMask))
+        self.assertIsNone(input_problem(fixed, moving, fixedMask=fixedMask, movingMask=movingMask))
         self.assertIn("same node", input_problem(fixed, fixed))
         self.assertIn("is a label map", input_problem(fixedMask, moving))
         self.assertIs(default_fixed_volume(slicer.mrmlScene), fixed)

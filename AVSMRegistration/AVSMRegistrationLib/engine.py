@@ -36,6 +36,9 @@ class EngineInputs:
     moving: sitk.Image
     moving_labels: Optional[sitk.Image] = None
     fixed_labels: Optional[sitk.Image] = None
+    fixed_mask: Optional[sitk.Image] = None      # uint8 0/1 on the fixed grid
+    moving_mask: Optional[sitk.Image] = None     # uint8 0/1 on the moving grid
+    initial_transform: Optional[sitk.Transform] = None  # linear, fixed -> moving physical points (LPS)
 
 
 @dataclass
@@ -57,7 +60,9 @@ def run_in_process(inputs: EngineInputs, options: RegistrationOptions, workdir: 
 
     try:
         result = avsm.register(inputs.fixed, inputs.moving, moving_labels=inputs.moving_labels,
-                               fixed_labels=inputs.fixed_labels, progress=progress, **options.engine_kwargs())
+                               fixed_labels=inputs.fixed_labels, fixed_mask=inputs.fixed_mask,
+                               moving_mask=inputs.moving_mask, initial_transform=inputs.initial_transform,
+                               progress=progress, **options.engine_kwargs())
     except avsm.AVSMError as error:
         raise RegistrationInputError(str(error)) from error
     workdir = Path(workdir)
@@ -99,14 +104,24 @@ def parse_line(line: str) -> dict:
     return {"event": "log", "message": text}
 
 
+OPTIONAL_INPUT_FLAGS = (("moving_labels", "--moving-labels"), ("fixed_labels", "--fixed-labels"),
+                        ("fixed_mask", "--fixed-mask"), ("moving_mask", "--moving-mask"),
+                        ("initial_transform", "--initial-transform"))
+"""Optional engine inputs and their `avsm register` options."""
+
+
 def write_inputs(inputs: EngineInputs, folder: Path) -> dict[str, Path]:
-    """Write the inputs as uncompressed NRRD files (LPS geometry kept); returns role -> path."""
+    """Write the inputs as uncompressed NRRD files (LPS geometry kept) and the initial transform as an ITK
+    text file; returns role -> path."""
     paths = {}
-    for role in ("fixed", "moving", "moving_labels", "fixed_labels"):
+    for role in ("fixed", "moving", "moving_labels", "fixed_labels", "fixed_mask", "moving_mask"):
         image = getattr(inputs, role)
         if image is not None:
             paths[role] = Path(folder) / f"{role}.nrrd"
             sitk.WriteImage(image, str(paths[role]), False)
+    if inputs.initial_transform is not None:
+        paths["initial_transform"] = Path(folder) / "initial_transform.tfm"
+        sitk.WriteTransform(inputs.initial_transform, str(paths["initial_transform"]))
     return paths
 
 
@@ -135,7 +150,7 @@ class EngineProcess:
         launcher = launcher or [python or sys.executable, "-m", "avsm"]
         self.command = [*launcher, "register", str(files["fixed"]), str(files["moving"]), "-o", str(self.outdir),
                         *options.command_line(), "--progress", "json"]
-        for role, flag in (("moving_labels", "--moving-labels"), ("fixed_labels", "--fixed-labels")):
+        for role, flag in OPTIONAL_INPUT_FLAGS:
             if role in files:
                 self.command += [flag, str(files[role])]
         self.env = engine_environment(options.device, env)

@@ -15,16 +15,40 @@ import slicer
 from slicer.util import arrayFromVolume, updateVolumeFromArray
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
+LPS_FROM_RAS_4 = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 GRID_TOLERANCE = 1e-4
 """Relative tolerance (of the voxel size) for two grids to count as the same."""
+
+
+def _numpy(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
 def ijk_to_ras(node) -> np.ndarray:
     """4x4 IJKToRAS matrix of a volume node as numpy."""
     matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
-    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+    return _numpy(matrix)
+
+
+def engine_transform_from_node(node) -> sitk.AffineTransform:
+    """The engine's initial transform (fixed -> moving physical points, LPS) from a linear transform node.
+
+    The node is read the way Slicer uses it to align a moving volume placed under it: its transform to
+    world maps moving RAS onto fixed RAS, so its transform *from* world (the resampling direction, which
+    Slicer writes to an ITK file) maps fixed RAS to moving RAS, and in LPS ``M_LPS = F M_RAS F`` with
+    ``F = diag(-1, -1, 1, 1)``. Loading the result back with a transform storage node gives the node's
+    matrix again. The node must be linear (`validation` refuses the others by name).
+    """
+    from_world = vtk.vtkMatrix4x4()
+    if not node.GetMatrixTransformFromWorld(from_world):
+        raise ValueError(f"The transform '{node.GetName()}' is not linear.")
+    matrix = LPS_FROM_RAS_4 @ _numpy(from_world) @ LPS_FROM_RAS_4
+    transform = sitk.AffineTransform(3)
+    transform.SetMatrix(matrix[:3, :3].ravel().tolist())
+    transform.SetTranslation(matrix[:3, 3].tolist())
+    return transform
 
 
 def world_ijk_to_ras(node) -> np.ndarray:
@@ -37,7 +61,7 @@ def world_ijk_to_ras(node) -> np.ndarray:
     to_world = vtk.vtkMatrix4x4()
     if not parent.GetMatrixTransformToWorld(to_world):
         raise ValueError(f"'{node.GetName()}' is under the non-linear transform '{parent.GetName()}'.")
-    return np.array([[to_world.GetElement(r, c) for c in range(4)] for r in range(4)]) @ matrix
+    return _numpy(to_world) @ matrix
 
 
 def set_ijk_to_ras(node, matrix: np.ndarray) -> None:

@@ -2,7 +2,8 @@
 
 A segmentation is merged into one label image on its volume's grid (segment n -> label n, in
 segment order) and comes back as a segmentation with the same segment names and colours. A label
-map must already share its volume's grid (checked in `validation`).
+map must already share its volume's grid (checked in `validation`). A mask goes the same way and is
+then made binary (non-zero: inside); a label-map mask on another grid is resampled onto its volume's.
 """
 from __future__ import annotations
 
@@ -111,6 +112,36 @@ def label_image(labels, volume) -> tuple[sitk.Image, LabelSource]:
     slicer.vtkSlicerSegmentationsModuleLogic.CopyOrientedImageDataToVolumeNode(on_grid, holder)
     set_ijk_to_ras(holder, world_ijk_to_ras(volume))  # exactly the volume's grid, not a float round trip of it
     return image_from_volume(holder, sitk.sitkUInt16), LabelSource(True, segments)
+
+
+def _same_geometry(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-4) -> bool:
+    voxel = min(b.GetSpacing())
+    return (a.GetSize() == b.GetSize()
+            and np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=0.0, atol=tolerance * voxel)
+            and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=0.0, atol=tolerance * voxel)
+            and np.allclose(a.GetDirection(), b.GetDirection(), rtol=0.0, atol=tolerance))
+
+
+def mask_image(mask, volume, role: str) -> sitk.Image:
+    """Engine mask (uint8 0/1 on `volume`'s grid, world coordinates) for a label map or segmentation node.
+
+    A segmentation is rasterised on the volume's grid like labels; a label map on another grid is resampled
+    onto it (nearest neighbour, 0 outside the mask's box). Raises `RegistrationInputError` when no voxel of
+    the volume is inside, so an empty mask stops the run before the engine starts.
+    """
+    grid = image_from_volume(volume, sitk.sitkUInt8)
+    if isinstance(mask, slicer.vtkMRMLSegmentationNode):
+        labels, _ = label_image(mask, volume)
+    else:
+        labels = image_from_volume(mask)
+        if not _same_geometry(labels, grid):
+            labels = sitk.Resample(labels, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, labels.GetPixelID())
+    inside = sitk.Cast(labels != 0, sitk.sitkUInt8)
+    inside.CopyInformation(grid)
+    if not sitk.GetArrayViewFromImage(inside).any():
+        raise RegistrationInputError(f"The {role} mask '{mask.GetName()}' is empty on the grid of the {role} volume "
+                                     f"'{volume.GetName()}': no voxel is inside it.")
+    return inside
 
 
 def fill_label_map(node, image: sitk.Image, source: LabelSource) -> None:

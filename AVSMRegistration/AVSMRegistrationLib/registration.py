@@ -16,8 +16,8 @@ import SimpleITK as sitk
 
 from .errors import RegistrationInputError
 from .engine import EngineInputs, EngineProcess, ProgressCallback, forward, run_in_process
-from .geometry import image_from_volume
-from .labels import label_image
+from .geometry import engine_transform_from_node, image_from_volume
+from .labels import label_image, mask_image
 from .options import OPTIONAL_OUTPUT_KEYS, OUTPUT_KEYS, RegistrationOptions
 from .outputs import RegistrationNodes, build_nodes
 from .summary import summary_text
@@ -31,12 +31,14 @@ class RegistrationJob:
     def __init__(self, fixed, moving, movingLabels=None, fixedLabels=None,
                  options: RegistrationOptions = RegistrationOptions(), outputs: dict | None = None,
                  showGrid: bool = True, tempRoot: str | Path | None = None,
-                 python: str | None = None, launcher: list[str] | None = None, keepFiles: bool = False):
+                 python: str | None = None, launcher: list[str] | None = None, keepFiles: bool = False,
+                 fixedMask=None, movingMask=None, initialTransform=None):
         outputs = {key: key not in OPTIONAL_OUTPUT_KEYS for key in OUTPUT_KEYS} if outputs is None else dict(outputs)
-        check_inputs(fixed, moving, movingLabels, fixedLabels, outputs)
+        check_inputs(fixed, moving, movingLabels, fixedLabels, outputs, fixedMask, movingMask, initialTransform)
         self.options = options.validated()
         self.fixed, self.moving = fixed, moving
         self.movingLabels, self.fixedLabels = movingLabels, fixedLabels
+        self.fixedMask, self.movingMask, self.initialTransform = fixedMask, movingMask, initialTransform
         self.outputs = outputs
         self.showGrid = showGrid
         self.tempRoot = tempRoot
@@ -50,7 +52,8 @@ class RegistrationJob:
 
     # -- preparation ---------------------------------------------------------------------------
     def _engine_inputs(self) -> EngineInputs:
-        """Copies of the input voxels as SimpleITK images (LPS); the nodes are not touched."""
+        """Copies of the input voxels as SimpleITK images (LPS), masks on their volumes' grids and the initial
+        transform in the engine's convention; the nodes are not touched. An empty mask stops here."""
         fixed = image_from_volume(self.fixed, sitk.sitkFloat32)
         moving = image_from_volume(self.moving, sitk.sitkFloat32)
         moving_labels = fixed_labels = None
@@ -58,7 +61,11 @@ class RegistrationJob:
             moving_labels, self.label_source = label_image(self.movingLabels, self.moving)
         if self.fixedLabels is not None:
             fixed_labels, _ = label_image(self.fixedLabels, self.fixed)
-        return EngineInputs(fixed, moving, moving_labels, fixed_labels)
+        fixed_mask = mask_image(self.fixedMask, self.fixed, "fixed") if self.fixedMask is not None else None
+        moving_mask = mask_image(self.movingMask, self.moving, "moving") if self.movingMask is not None else None
+        initial = (engine_transform_from_node(self.initialTransform) if self.initialTransform is not None
+                   else None)
+        return EngineInputs(fixed, moving, moving_labels, fixed_labels, fixed_mask, moving_mask, initial)
 
     def _make_workdir(self) -> Path:
         """The run's temporary folder (inputs, engine outputs); making it is the check that the
@@ -150,7 +157,8 @@ def register_volumes(fixedNode, movingNode, method: str | None = None, movingLab
                      progress: ProgressCallback | None = None, log: Callable[[str], None] | None = None,
                      background: bool = False, tempRoot: str | Path | None = None,
                      python: str | None = None, launcher: list[str] | None = None,
-                     outputInverse=False, keepFiles: bool = False) -> RegistrationNodes:
+                     outputInverse=False, keepFiles: bool = False, fixedMask=None, movingMask=None,
+                     initialTransform=None) -> RegistrationNodes:
     """Register `movingNode` to `fixedNode` and return the created nodes (blocking).
 
     `preset` ("fast", "default", "accurate") or `method` ("avsm", "voxelmorph", "vsvf-opt", "affine") as in
@@ -158,6 +166,10 @@ def register_volumes(fixedNode, movingNode, method: str | None = None, movingLab
     agree (`avsm.methods` lists them). Each output* is True (create a new node, the default), False/None
     (skip it) or an existing node to fill; outputInverse (the moving -> fixed inverse transform) is off
     unless asked for.
+    `fixedMask` / `movingMask` (label map or segmentation, non-zero or any segment: inside): the images are
+    compared only inside them (a label map on another grid is resampled onto its volume's). `initialTransform`:
+    a linear transform node that aligns the moving volume placed under it with the fixed volume (e.g. from
+    landmarks); it replaces the centre-of-mass start of the affine stage.
     Inputs are never modified; on any error nothing is added to the scene. `keepFiles=True` leaves
     the temporary folder (inputs, engine outputs, engine.log) for a bug report.
     `background=True` runs the engine as a separate `avsm register` process (as the panel does)
@@ -169,7 +181,8 @@ def register_volumes(fixedNode, movingNode, method: str | None = None, movingLab
     outputs = dict(zip(OUTPUT_KEYS, (outputTransform, outputAffine, outputWarped, outputWarpedLabels,
                                      outputJacobian, outputFolds, outputInverse)))
     job = RegistrationJob(fixedNode, movingNode, movingLabels, fixedLabels, options, outputs, showGrid,
-                          tempRoot, python, launcher, keepFiles)
+                          tempRoot, python, launcher, keepFiles, fixedMask=fixedMask, movingMask=movingMask,
+                          initialTransform=initialTransform)
     if not background:
         return job.run_in_process(progress)
     job.start()

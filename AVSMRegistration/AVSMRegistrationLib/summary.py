@@ -1,4 +1,5 @@
-"""The one-line summary shown after a run: preset or method, time, device, folds, det(J) range, Dice."""
+"""The one-line summary shown after a run: preset or method, time, device, start and masks when given, folds,
+det(J) range, Dice."""
 from __future__ import annotations
 
 from avsm.methods import METHODS, PRESETS
@@ -14,6 +15,10 @@ def run_label(report: dict) -> str:
 
 def summary_text(report: dict, seconds: float, moving_name: str, fixed_name: str) -> str:
     parts = [f"{run_label(report)}: '{moving_name}' -> '{fixed_name}' in {seconds:.1f} s on {report.get('device', '?')}"]
+    if report.get("initial_source") == "initial transform":
+        parts.append("started from the initial transform")
+    if report.get("masks"):
+        parts.append(f"compared inside the {' and '.join(report['masks'])} mask{'s' if len(report['masks']) > 1 else ''}")
     if "fold_count" in report:
         fraction = report.get("fold_fraction", 0.0) or 0.0
         parts.append(f"folds {int(report['fold_count'])} ({100.0 * fraction:.3f} %)")

@@ -6,6 +6,7 @@ Register button); `check_inputs` raises it as `RegistrationInputError` (the cons
 from __future__ import annotations
 
 import slicer
+import vtk
 
 from .errors import RegistrationInputError
 from .geometry import describe_grid, dimensions, is_scalar_volume, same_grid
@@ -73,32 +74,61 @@ def _same_parent(labels, volume) -> bool:
     return labels.GetParentTransformNode() is volume.GetParentTransformNode()
 
 
-def labels_problem(labels, volume, role: str) -> str | None:
-    """Why `labels` cannot go with the `role` volume, or None. Label maps must share its grid."""
+def labels_problem(labels, volume, role: str, kind: str = "labels") -> str | None:
+    """Why `labels` (kind "labels") or a mask (kind "mask") cannot go with the `role` volume, or None.
+    Label maps given as labels must share the volume's grid; a label-map mask is resampled onto it."""
     if labels is None:
         return None
+    noun, verb = ("labels", "are") if kind == "labels" else ("mask", "is")
+    what = role if kind == "labels" else f"{role} mask"
     if isinstance(labels, (slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode)) \
             and not _same_parent(labels, volume):
-        return (f"The {role} labels '{_name(labels)}' are not under the same transform as the {role} volume "
+        return (f"The {role} {noun} '{_name(labels)}' {verb} not under the same transform as the {role} volume "
                 f"'{_name(volume)}'; put both under the same transform or harden them.")
     if isinstance(labels, slicer.vtkMRMLSegmentationNode):
         if labels.GetSegmentation().GetNumberOfSegments() == 0:
-            return f"The {role} segmentation '{_name(labels)}' has no segments."
+            return f"The {what} segmentation '{_name(labels)}' has no segments."
         if not can_make_binary_labelmap(labels):
             source = labels.GetSegmentation().GetSourceRepresentationName()
-            return (f"The {role} segmentation '{_name(labels)}' has no binary labelmap and its '{source}' "
+            return (f"The {what} segmentation '{_name(labels)}' has no binary labelmap and its '{source}' "
                     "representation cannot be converted to one; convert it in the Segmentations module.")
         return None
     if not isinstance(labels, slicer.vtkMRMLLabelMapVolumeNode):
-        return f"The {role} labels '{_name(labels)}' must be a label map volume or a segmentation."
+        return f"The {role} {noun} '{_name(labels)}' must be a label map volume or a segmentation."
     if labels.GetImageData() is None or min(dimensions(labels)) == 0:
-        return f"The {role} label map '{_name(labels)}' has no image data."
+        return f"The {what} label map '{_name(labels)}' has no image data."
+    low, high = labels.GetImageData().GetScalarRange()
+    if kind == "mask":
+        return f"The {role} mask '{_name(labels)}' is empty: every voxel is 0." if low == high == 0 else None
     if not same_grid(labels, volume):
         return (f"The {role} label map '{_name(labels)}' is not on the grid of the {role} volume "
                 f"'{_name(volume)}' ({describe_grid(labels)} vs {describe_grid(volume)}); "
                 "resample it onto the volume first.")
-    if labels.GetImageData().GetScalarRange()[1] <= 0:
+    if high <= 0:
         return f"The {role} label map '{_name(labels)}' holds no labels (every voxel is 0)."
+    return None
+
+
+def initial_transform_problem(transform, moving) -> str | None:
+    """Why `transform` cannot start the registration of `moving`, or None. It must be linear (its
+    matrix, with its parents', is what the engine gets) and must not already move the moving volume."""
+    if transform is None:
+        return None
+    if not isinstance(transform, slicer.vtkMRMLTransformNode):
+        return f"The initial transform '{_name(transform)}' is not a transform node."
+    if not transform.IsTransformToWorldLinear():
+        return (f"The initial transform '{_name(transform)}' is not linear; pick a linear transform "
+                "(an affine or rigid one, e.g. from landmarks) or leave it empty.")
+    parent = moving.GetParentTransformNode()
+    while parent is not None:
+        if parent is transform:
+            return (f"The moving volume '{_name(moving)}' is already under the initial transform "
+                    f"'{_name(transform)}'; take it out of that transform, or leave the initial transform empty.")
+        parent = parent.GetParentTransformNode()
+    to_world = vtk.vtkMatrix4x4()
+    transform.GetMatrixTransformToWorld(to_world)
+    if abs(to_world.Determinant()) < 1e-6:
+        return f"The initial transform '{_name(transform)}' is singular: it maps the volume onto a plane."
     return None
 
 
@@ -115,7 +145,8 @@ def output_problem(key: str, request, inputs) -> str | None:
     return None
 
 
-def input_problem(fixed, moving, movingLabels=None, fixedLabels=None, outputs=None) -> str | None:
+def input_problem(fixed, moving, movingLabels=None, fixedLabels=None, outputs=None, fixedMask=None, movingMask=None,
+                  initialTransform=None) -> str | None:
     """The first reason these inputs cannot be registered, as one sentence; None when they can."""
     for node, role in ((fixed, "fixed"), (moving, "moving")):
         problem = volume_problem(node, role)
@@ -129,7 +160,16 @@ def input_problem(fixed, moving, movingLabels=None, fixedLabels=None, outputs=No
             return problem
     if movingLabels is not None and movingLabels is fixedLabels:
         return f"The fixed and moving labels are the same node '{_name(movingLabels)}'."
-    inputs = (fixed, moving, movingLabels, fixedLabels)
+    for mask, volume, role in ((fixedMask, fixed, "fixed"), (movingMask, moving, "moving")):
+        problem = labels_problem(mask, volume, role, kind="mask")
+        if problem:
+            return problem
+    if fixedMask is not None and fixedMask is movingMask:
+        return f"The fixed and moving masks are the same node '{_name(fixedMask)}'."
+    problem = initial_transform_problem(initialTransform, moving)
+    if problem:
+        return problem
+    inputs = (fixed, moving, movingLabels, fixedLabels, fixedMask, movingMask, initialTransform)
     outputs = outputs or {}
     for key in OUTPUT_KEYS:
         problem = output_problem(key, outputs.get(key), inputs)
@@ -153,8 +193,10 @@ def default_fixed_volume(scene):
     return None
 
 
-def check_inputs(fixed, moving, movingLabels=None, fixedLabels=None, outputs=None) -> None:
+def check_inputs(fixed, moving, movingLabels=None, fixedLabels=None, outputs=None, fixedMask=None, movingMask=None,
+                 initialTransform=None) -> None:
     """Raise `RegistrationInputError` with the first problem of `input_problem`."""
-    problem = input_problem(fixed, moving, movingLabels, fixedLabels, outputs)
+    problem = input_problem(fixed, moving, movingLabels, fixedLabels, outputs, fixedMask, movingMask,
+                            initialTransform)
     if problem:
         raise RegistrationInputError(problem)

@@ -49,6 +49,7 @@ def module(monkeypatch, tmp_path):
 
 def panel_state(module, nodes, **changes):
     state = dict(fixedVolume=nodes["fixed"], movingVolume=nodes["moving"], movingLabels=None, fixedLabels=None,
+                 fixedMask=None, movingMask=None, initialTransform=None,
                  method=module.MethodChoice["vsvf-opt"], affineSteps=0, vsvfSteps=0, instanceOptIterations=0,
                  affineRefine=-1,
                  device=module.DeviceChoice["cpu"],
@@ -126,6 +127,21 @@ def test_start_registration_runs_in_the_background_and_cancels(module, nodes, sc
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_panel_masks_and_initial_transform_go_to_the_job_and_the_checks(module, nodes, scene):
+    logic = module.AVSMRegistrationLogic()
+    logic.ensureDependencies = lambda log=None: None
+    initial = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "landmarks")
+    state = panel_state(module, nodes, fixedMask=nodes["fixedLabels"], movingMask=nodes["movingLabels"],
+                        initialTransform=initial)
+    assert logic.inputProblem(state) is None
+    job = logic.startRegistration(state)
+    assert (job.fixedMask, job.movingMask, job.initialTransform) == (nodes["fixedLabels"], nodes["movingLabels"], initial)
+    bspline = scene.AddNewNodeByClass("vtkMRMLBSplineTransformNode", "spline")
+    bspline.SetAndObserveTransformFromParent(slicer.vtkOrientedBSplineTransform())
+    assert "The initial transform 'spline' is not linear" in logic.inputProblem(
+        panel_state(module, nodes, initialTransform=bspline))
+
+
 def test_combo_boxes_show_labels_and_store_engine_names(module):
     assert [c.value for c in module.MethodChoice] == ["fast", "default", "accurate",
                                                       "avsm", "voxelmorph", "vsvf-opt", "affine"]
@@ -184,6 +200,17 @@ def test_the_summary_names_the_preset_or_the_method():
     assert summary_text(report, 2.0, "m", "f") == "Preset 'fast' (AVSM network): 'm' -> 'f' in 2.0 s on cpu."
     report = {"method": "vsvf-opt", "preset": None, "device": "cpu"}
     assert summary_text(report, 2.0, "m", "f") == "vSVF optimisation: 'm' -> 'f' in 2.0 s on cpu."
+
+
+def test_the_summary_says_when_the_run_started_from_the_initial_transform_and_used_masks():
+    from AVSMRegistrationLib.summary import summary_text
+
+    report = {"method": "affine", "device": "cpu", "initial_source": "initial transform", "masks": ["fixed", "moving"]}
+    assert summary_text(report, 1.0, "m", "f") == ("Affine optimisation: 'm' -> 'f' in 1.0 s on cpu; started from the "
+                                                   "initial transform; compared inside the fixed and moving masks.")
+    report = {"method": "affine", "device": "cpu", "initial_source": "centre of mass", "masks": ["moving"]}
+    assert summary_text(report, 1.0, "m", "f") == ("Affine optimisation: 'm' -> 'f' in 1.0 s on cpu; "
+                                                   "compared inside the moving mask.")
 
 
 def test_network_boxes_apply_only_when_the_chosen_method_has_a_network(module, nodes):
