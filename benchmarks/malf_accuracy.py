@@ -149,7 +149,7 @@ def run_avsm(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
     tick = time.perf_counter()
     result = avsm.register(image_path(fixed), image_path(moving), method="affine" if method == "affine" else "vsvf-opt",
                            moving_labels=label_path(moving), fixed_labels=label_path(fixed), device="cpu",
-                           working_spacing=spacing, vsvf_settings=settings)
+                           working_spacing=spacing, vsvf_settings=settings, similarity=args.similarity)
     result.save(os.path.join(workdir, method))
     seconds = time.perf_counter() - tick
     rep = result.report
@@ -171,7 +171,7 @@ def run_network(method: str, fixed: str, moving: str, args, workdir: str) -> dic
         options["working_spacing"] = args.network_spacing
     tick = time.perf_counter()
     result = avsm.register(image_path(fixed), image_path(moving), moving_labels=label_path(moving),
-                           fixed_labels=label_path(fixed), device="cpu", **options)
+                           fixed_labels=label_path(fixed), device="cpu", similarity=args.similarity, **options)
     result.save(os.path.join(workdir, method))
     seconds = time.perf_counter() - tick
     rep = result.report
@@ -186,7 +186,7 @@ def run_preset(preset: str, fixed: str, moving: str, args, workdir: str) -> dict
 
     tick = time.perf_counter()
     result = avsm.register(image_path(fixed), image_path(moving), preset=preset, moving_labels=label_path(moving),
-                           fixed_labels=label_path(fixed), device="cpu")
+                           fixed_labels=label_path(fixed), device="cpu", similarity=args.similarity)
     result.save(os.path.join(workdir, preset))
     seconds = time.perf_counter() - tick
     rep = result.report
@@ -427,6 +427,7 @@ def main(argv=None) -> int:
                     help="working grid of the network rows in mm (default: the model's, see its manifest)")
     ap.add_argument("--instance-opt", type=int, default=20, help="instance-optimisation iterations of avsm-io")
     ap.add_argument("--threads", type=int, default=2, help="threads for every method (default 2)")
+    ap.add_argument("--similarity", default="lncc", help="the affine stage's similarity of the avsm rows: lncc or mi")
     ap.add_argument("--shard", default=None, help="K/N: run only pairs k with k %% N == K (parallel processes)")
     ap.add_argument("--merge", default=None, help="comma list of per-pair CSVs to summarise instead of running")
     ap.add_argument("--resume", action="store_true",
