@@ -6,7 +6,7 @@ import SimpleITK as sitk
 import torch
 
 from avsm import AVSMError, register
-from avsm.geometry import Grid, physical_points
+from avsm.geometry import Grid, physical_points, physical_to_normalised
 from avsm.losses import LNCCScale, MultiKernelLNCC
 from avsm.optimisation import SimilarityMasks
 
@@ -47,11 +47,11 @@ def test_the_moving_mask_is_pulled_back_through_the_map():
     points = physical_points(grid)
     shifted = points.clone()
     shifted[:, 0] += 2.0  # fixed x maps to moving x + 2
-    weight = SimilarityMasks(moving=moving).weight(grid, shifted)
+    weight = SimilarityMasks(moving=moving).weight(grid, physical_to_normalised(shifted, grid))
     assert torch.allclose(weight[..., 2:6], torch.ones(1), atol=1e-5)  # lands on moving x 4..7: inside
     assert torch.allclose(weight[..., :2], torch.zeros(1), atol=1e-5)  # moving x 2..3: outside the mask
     assert torch.allclose(weight[..., 6:], torch.zeros(1), atol=1e-5)  # beyond the moving image
-    assert SimilarityMasks().weight(grid, points) is None
+    assert SimilarityMasks().weight(grid, points.permute(0, 2, 3, 4, 1)) is None
 
 
 def _corrupted_pair(tmp_path):

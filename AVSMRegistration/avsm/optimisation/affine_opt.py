@@ -12,9 +12,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..geometry import Grid, physical_points
+from ..geometry import Grid, physical_points, physical_to_normalised_matrix
 from ..losses import affine_similarity
-from ..maps import apply_affine, warp_image
+from ..maps import apply_affine, warp_image_at
 from .light_adam import LightAdam
 from .masks import SimilarityMasks
 from .pyramid import downsample
@@ -85,14 +85,20 @@ def optimise_affine(
         masks_s = masks.at_scale(fixed_grid, moving_grid, scale)
         loss_against_fixed = loss_function.against(fixed_s)
         points = physical_points(fixed_grid_s, device=device)
+        to_coordinates = torch.as_tensor(physical_to_normalised_matrix(moving_grid_s), dtype=torch.float32,
+                                         device=device)
         # finer scales refine: halve the step with every doubling of resolution (avoids oscillation at 1.0)
         optimiser = LightAdam([linear, shift], lr=learning_rate * scales[0] / scale)
         for step in range(steps):
             optimiser.zero_grad()
             matrix = eye + linear
             translation = centre_t + shift * extent - matrix @ centre_t
-            mapped = apply_affine(matrix, translation, points)
-            loss = loss_against_fixed(warp_image(moving_s, moving_grid_s, mapped), masks_s.weight(moving_grid_s, mapped))
+            # the moving grid's grid_sample coordinates of each fixed point: one 3 x 3 product per voxel
+            coordinates = apply_affine(to_coordinates[:3, :3] @ matrix,
+                                       to_coordinates[:3, :3] @ translation + to_coordinates[:3, 3],
+                                       points).permute(0, 2, 3, 4, 1)
+            loss = loss_against_fixed(warp_image_at(moving_s, moving_grid_s, coordinates),
+                                      masks_s.weight(moving_grid_s, coordinates))
             loss.backward()
             optimiser.step()
             done += 1

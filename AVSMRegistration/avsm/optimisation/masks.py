@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from ..geometry import Grid
-from ..maps import warp_image
+from ..maps import warp_image_at
 from .pyramid import downsample
 
 
@@ -36,13 +36,14 @@ class SimilarityMasks:
         return SimilarityMasks(None if self.fixed is None else self.fixed.to(device),
                                None if self.moving is None else self.moving.to(device))
 
-    def weight(self, moving_grid: Grid, points: torch.Tensor) -> Optional[torch.Tensor]:
-        """Voxel weights on the fixed side for the map ``points`` (physical moving points, ``1 x 3 x D x H x W``)."""
+    def weight(self, moving_grid: Grid, coordinates: torch.Tensor) -> Optional[torch.Tensor]:
+        """Voxel weights on the fixed side for a map given as the moving grid's ``grid_sample`` coordinates of each
+        fixed voxel (``1 x D x H x W x 3``, :func:`avsm.geometry.physical_to_normalised`)."""
         if not self:
             return None
         with torch.no_grad():
             weight = self.fixed
             if self.moving is not None:
-                pulled = warp_image(self.moving, moving_grid, points.detach())
+                pulled = warp_image_at(self.moving, moving_grid, coordinates.detach())
                 weight = pulled if weight is None else weight * pulled
         return weight

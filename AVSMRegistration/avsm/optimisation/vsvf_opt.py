@@ -16,11 +16,11 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..geometry import Grid, coarser_grid
+from ..geometry import Grid, coarser_grid, physical_to_normalised_matrix
 from ..integrate import flow_maps, advect_map
 from ..geometry import physical_points
 from ..losses import MultiKernelLNCC, LNCCScale
-from ..maps import apply_affine, compose, upsample_map, warp_image
+from ..maps import apply_affine, compose, upsample_map, warp_image_at
 from ..smoothing import DEFAULT_WEIGHTS, MultiGaussianSmoother, default_sigmas_mm
 from .affine_opt import AffineParameters
 from .light_adam import LightAdam
@@ -144,8 +144,8 @@ def optimise_vsvf(
         masks_l = masks.at_scale(fixed_grid, moving_grid, scale)
         against_fixed = similarity.against(fixed_l)
 
-        def level_similarity(warped: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
-            return against_fixed(warped, masks_l.weight(moving_grid_l, phi))
+        def level_similarity(warped: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
+            return against_fixed(warped, masks_l.weight(moving_grid_l, coordinates))
 
         losses += _optimise_level(momentum, smoother, map_grid, fixed_grid_l, moving_l, moving_grid_l, matrix,
                                   translation, prior_deformation, prior, level_similarity, settings, count,
@@ -174,15 +174,22 @@ def _level_progress(progress: Optional[Callable[[float, str], None]], done: int,
 
 
 def _optimise_level(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map_grid: Grid, fixed_grid: Grid,
-                    moving: torch.Tensor, moving_grid: Grid, matrix: torch.Tensor, translation: torch.Tensor, prior_deformation: Optional[torch.Tensor],
+                    moving: torch.Tensor, moving_grid: Grid, matrix: torch.Tensor, translation: torch.Tensor,
+                    prior_deformation: Optional[torch.Tensor],
                     prior: Optional[PriorDeformation],
                     similarity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                     settings: VSVFSettings, count: int,
                     progress: Optional[Callable[[int, float, float], None]]) -> list[tuple[float, float]]:
     """``count`` Adam steps on ``momentum`` (in place) at one level; returns (similarity, regulariser) per step.
 
-    ``similarity(warped, phi)`` scores the warped moving image (``phi``: the map that warped it)."""
+    ``similarity(warped, coordinates)`` scores the warped moving image (``coordinates``: where it was sampled,
+    in the moving grid's ``grid_sample`` coordinates). The affine and the moving grid's normalisation are applied
+    on the small map grid before upsampling (trilinear interpolation is linear), not to every working voxel.
+    """
     extent = float(np.mean([(n - 1) * s for n, s in zip(map_grid.size_xyz, map_grid.spacing)]))
+    to_coordinates = torch.as_tensor(physical_to_normalised_matrix(moving_grid), dtype=matrix.dtype,
+                                     device=matrix.device)
+    matrix, translation = to_coordinates[:3, :3] @ matrix, to_coordinates[:3, :3] @ translation + to_coordinates[:3, 3]
     optimiser = LightAdam([momentum], lr=settings.learning_rate)
     losses: list[tuple[float, float]] = []
     for step in range(count):
@@ -190,8 +197,8 @@ def _optimise_level(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map
         velocity, deformation = _search_map(momentum, smoother, map_grid, settings)
         if prior is not None:
             deformation = compose(prior_deformation, prior.grid, deformation)
-        phi = apply_affine(matrix, translation, upsample_map(deformation, fixed_grid))
-        sim = similarity(warp_image(moving, moving_grid, phi), phi)
+        coordinates = upsample_map(apply_affine(matrix, translation, deformation), fixed_grid).permute(0, 2, 3, 4, 1)
+        sim = similarity(warp_image_at(moving, moving_grid, coordinates), coordinates)
         # <m, v> in domain-normalised units (coordinates / extent), averaged over the grid (AVSM Eq. 5).
         # As the authors' code (mermaid) does, the pointwise product m.v is clamped at 0 before summing:
         # <m, Km> is >= 0 in total but can be negative locally, and those parts are not rewarded.
