@@ -240,8 +240,8 @@ class Template:
 def load_template(folder=ICBM, spacing: float | None = None) -> Template:
     """The template, resampled (linear) to ``spacing`` mm if given; CSF and labels as the module docstring."""
     def read(name):
-        image = sitk.Cast(sitk.ReadImage(str(folder / f"mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz")),
-                          sitk.sitkFloat32) / 255.0
+        path = folder / f"mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz"
+        image = sitk.Cast(sitk.ReadImage(str(path)) / 255.0, sitk.sitkFloat32)  # "/" gives float64
         if spacing is None:
             return image
         size = [int(round(n * s / spacing)) for n, s in zip(image.GetSize(), image.GetSpacing())]
