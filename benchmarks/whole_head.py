@@ -18,10 +18,11 @@ threads, det J from the full pull-back map) plus ``ants-affine`` (antspyx ``type
   ``labels_table.txt``; the extra-cerebral classes shape the images but are not scored. Pair k (0-based) is
   (fixed, moving) = (S[k % 20], S[(k % 20 + 1 + k // 20) % 20]). NB: the bundled networks saw these label
   maps (brain only) in training, so network rows here are not held out; the optimisation rows are.
-* **ICBM** - the ICBM152 2009a template (T1, GM and WM probability maps) against itself: the moving image is
+* **ICBM** - the ICBM152 2009a template (T1, GM and WM probability maps; the T1 as packaged is brain-extracted,
+  so this set has no scalp or skull) against itself: the moving image is
   the template pulled back through a known transform (a random affine composed with a smooth displacement of
   a few mm, seeded per pair), as a T1 or as a T2-like image built from the tissue maps (CSF bright, GM medium,
-  WM dark; outside the brain a dimmed T1). The brain region is (GM + WM > 0.1), closed, filled and dilated by
+  WM dark; outside the brain region a dimmed T1). The brain region is (GM + WM > 0.1), closed, filled and dilated by
   2 mm; CSF = that region minus GM minus WM; labels = argmax(GM, WM, CSF) inside it (1 GM, 2 WM, 3 CSF).
 
 Generated volumes are cached under ``benchmarks/cache/whole_head`` (git-ignored; ``--cache`` moves it), named

@@ -119,3 +119,34 @@ def test_pair_lists_and_sets(bench):
     assert pairs[:2] == [("01", "02"), ("02", "03")]
     assert bench.pair_set("head01_T1", "head02_FLAIR_k0") == "whole head T1 -> FLAIR"
     assert bench.pair_set("icbm_T1", "icbm_T2_k3") == "ICBM T1 -> T2"
+
+
+def test_ants_affine_row_scores_the_warped_labels(bench, tmp_path):
+    pytest.importorskip("ants", reason="needs antspyx (pip install -e .[bench])")
+    zz, yy, xx = np.mgrid[:40, :40, :40]
+    for name, shift in (("ball_fixed", 0), ("ball_moving", 3)):
+        ball = ((zz - 20) ** 2 + (yy - 20 - shift) ** 2 + (xx - 18) ** 2) < 100
+        box = (abs(zz - 20) < 12) & (abs(yy - 20 - shift) < 6) & (abs(xx - 24) < 8) & ~ball
+        labels = sitk.GetImageFromArray((ball + 2 * box).astype(np.uint16))
+        image = sitk.GetImageFromArray(np.where(ball, 100.0, np.where(box, 60.0, 10.0)).astype(np.float32))
+        for img in (image, labels):
+            img.SetSpacing((2.0, 2.0, 2.0))
+        bench.write(tmp_path, name, image, labels)
+    row = bench.run_ants_affine("ball_fixed", "ball_moving", None, str(tmp_path / "work"))
+    assert row["dice"] > 0.85 and row["fold_fraction"] == 0.0 and 0.8 < row["detj_min"] == row["detj_max"] < 1.2
+
+
+def test_resume_with_every_row_done_writes_one_table_per_set_without_registering(bench, tmp_path):
+    shared_path("synthseg_label_maps")
+    shared_path("mni_icbm152_2009a")
+    out = tmp_path / "whole_head.md"
+    done = [{"method": "affine", "fixed": fixed, "moving": moving, "dice": dice, "fold_fraction": 0.0, "detj_min": 0.9,
+             "detj_max": 0.9, "seconds": 5.0, "engine_total_s": None, "network_s": None, "error": None}
+            for fixed, moving, dice in (("head01_T1", "head02_T2_k0", 0.5), ("icbm_T1", "icbm_T1_k0", 0.8))]
+    bench.bench.write_pair_rows(bench.bench.pair_rows_path(str(out)), done)
+    code = bench.main(["--pairs", "1", "--contrasts", "T2", "--icbm", "T1", "--methods", "affine", "--resume",
+                       "--out", str(out), "--cache", str(tmp_path / "cache"), "--threads", "1"])
+    text = out.read_text()
+    assert code == 0 and not list((tmp_path / "cache").rglob("*.nii.gz"))
+    assert "whole head T1 -> T2: 1 pair(s)" in text and "ICBM T1 -> T1: 1 pair(s)" in text
+    assert "| affine | 1 | 0.500 ± 0.000 |" in text and "| affine | 1 | 0.800 ± 0.000 |" in text
