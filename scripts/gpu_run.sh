@@ -5,11 +5,11 @@
 #
 #   bash scripts/gpu_run.sh OUTDIR [--cpu-smoke] [--config CONFIG.toml] [--minutes M] [--work DIR]
 #
-# OUTDIR receives at most 7 files: summary.md (steps, exit codes, seconds, the speed table, the last training
-# lines, the returned files' sha256), cuda_tests.log, speed.md, speed.log, train.log and the run folder without
-# its checkpoints (model.pt, model.pt.sha256, TensorBoard) as run.tar.gz, split into run.tar.gz.partNN of
-# 15 MiB when larger. The run folder itself, checkpoints included, is DIR/run (default DIR: a new temporary
-# folder). A GPU visit trains CONFIG (default benchmarks/training_configs/brain_gpu_avsm_2mm_tensor_cache.toml)
+# OUTDIR receives at most 8 files: summary.md (steps, exit codes, seconds, the speed table, the last training
+# lines, the tail of a failed step's log, the returned files' sha256), cuda_tests.log, speed.md, train.log and
+# the run folder as run.tar.gz (model.pt, TensorBoard, and the latest checkpoint while the archive stays within
+# 60 MiB), split into run.tar.gz.partNN of 15 MiB when larger. The run folder itself, every checkpoint
+# included, is DIR/run (default DIR: a new temporary folder). A GPU visit trains CONFIG (default benchmarks/training_configs/brain_gpu_avsm_2mm_tensor_cache.toml)
 # for M minutes (default 6.5) and needs its tensor cache and a CUDA GPU.
 # --cpu-smoke (what CI runs): the same steps at a tiny size on the CPU: a tensor cache of the bundled sample pair
 # (built with SimpleITK, the one step that may use it), a tiny network trained for a few steps, the benchmark on
@@ -99,13 +99,22 @@ if "$PYTHON" -c "import pytest" 2>/dev/null; then
 else
     step "CUDA tests (no pytest: plain runner)" "$OUTDIR/cuda_tests.log" "$PYTHON" Testing/gpu/test_cuda.py
 fi
-step "speed benchmark" "$OUTDIR/speed.log" \
+step "speed benchmark" "$WORK/speed.log" \
     "$PYTHON" benchmarks/gpu_speed.py "$CONFIG" "${SPEED_ARGS[@]}" --output "$OUTDIR/speed.md"
+# the trainer stops itself at the budget; timeout is the backstop (a clock that misreads, a step that hangs) that
+# keeps the archive and the summary inside the one device command (exit 124 in the summary when it fired)
+HARD_STOP=$(awk -v m="$MINUTES" 'BEGIN { print int(m * 60) + 90 }')
 step "training ($MINUTES min budget)" "$OUTDIR/train.log" \
-    "$PYTHON" -m avsm.training "$CONFIG" --run-dir "$WORK/run" --max-minutes "$MINUTES"
+    timeout "$HARD_STOP" "$PYTHON" -m avsm.training "$CONFIG" --run-dir "$WORK/run" --max-minutes "$MINUTES"
 
 if [ -d "$WORK/run" ]; then
-    tar -czf "$WORK/run.tar.gz" -C "$WORK" --exclude=run/checkpoints run
+    # the latest checkpoint (and its sidecar) lets a later visit resume exactly; dropped when it does not fit
+    LATEST=$(cd "$WORK" && ls run/checkpoints/step_*.pt 2>/dev/null | tail -n 1)
+    mapfile -t KEPT < <(cd "$WORK" && ls -d run/* | grep -vx run/checkpoints)
+    tar -czf "$WORK/run.tar.gz" -C "$WORK" "${KEPT[@]}" ${LATEST:+"$LATEST" "$LATEST.sha256"}
+    if [ "$(stat -c %s "$WORK/run.tar.gz")" -gt $((60 * 1024 * 1024)) ]; then
+        tar -czf "$WORK/run.tar.gz" -C "$WORK" "${KEPT[@]}"
+    fi
     if [ "$(stat -c %s "$WORK/run.tar.gz")" -gt $((15 * 1024 * 1024)) ]; then
         split -b 15M -d -a 2 "$WORK/run.tar.gz" "$OUTDIR/run.tar.gz.part"
     else
@@ -128,8 +137,9 @@ fi
     grep -E "^(epoch|time budget|model written|avsm: error)" "$OUTDIR/train.log" | tail -n 8
     echo '```'
     echo
-    echo "Checkpoints on the machine: $(ls "$WORK/run/checkpoints" 2>/dev/null | grep -c '\.pt$') in $WORK/run/checkpoints"
-    echo "(not returned: with the optimiser state they exceed what a visit brings back; model.pt is in run.tar.gz)."
+    grep -q "speed benchmark | 0 |" "$STEPS" || { echo "Speed benchmark log (tail):"; echo '```'; tail -n 15 "$WORK/speed.log"; echo '```'; echo; }
+    echo "Checkpoints: $(ls "$WORK/run/checkpoints" 2>/dev/null | grep -c '\.pt$') in $WORK/run/checkpoints on the machine;" \
+        "returned in run.tar.gz: $( (cat "$OUTDIR"/run.tar.gz* | tar -tz | grep 'checkpoints/.*\.pt$') 2>/dev/null || echo none)"
     echo
     echo "## Returned files (sha256)"
     echo

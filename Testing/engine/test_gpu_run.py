@@ -1,6 +1,7 @@
 """scripts/gpu_run.sh, the one command of a GPU visit, in its CPU smoke mode (what CI can run): the CUDA tests
 (skipped), the speed benchmark and a short training run from a tensor cache, all with SimpleITK blocked, leave
-a handful of files in the output folder; bad input is refused in one line."""
+five files in the output folder (the run folder with its latest checkpoint as one archive); bad input is
+refused in one line."""
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ def test_cpu_smoke_run_returns_tests_speed_table_training_log_and_the_model(tmp_
     done = run_script(str(out), "--cpu-smoke", "--work", str(work))
     assert done.returncode == 0, done.stdout + done.stderr
     returned = sorted(p.name for p in out.iterdir())
-    assert returned == ["cuda_tests.log", "run.tar.gz", "speed.log", "speed.md", "summary.md", "train.log"]
+    assert returned == ["cuda_tests.log", "run.tar.gz", "speed.md", "summary.md", "train.log"]
     assert "skipped" in (out / "cuda_tests.log").read_text()
     speed = (out / "speed.md").read_text()
     assert "| end to end at 4 mm (all of the above) |" in speed and "| deformable network (2 vSVF steps) |" in speed
@@ -33,7 +34,9 @@ def test_cpu_smoke_run_returns_tests_speed_table_training_log_and_the_model(tmp_
     assert "| training (1 min budget) | 0 |" in summary and "run.tar.gz" in summary
     with tarfile.open(out / "run.tar.gz") as archive:
         names = archive.getnames()
-    assert "run/model.pt" in names and not any("checkpoints" in name for name in names)
+    assert "run/model.pt" in names
+    assert [n for n in names if "checkpoints/" in n] == ["run/checkpoints/step_0000008.pt",
+                                                          "run/checkpoints/step_0000008.pt.sha256"]
     assert sorted(p.name for p in (work / "run" / "checkpoints").glob("*.pt")) == [
         "step_0000004.pt", "step_0000006.pt", "step_0000008.pt"]
 

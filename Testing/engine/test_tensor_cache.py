@@ -110,7 +110,7 @@ def test_a_tensor_cache_config_with_folders_or_native_validation_is_refused(smok
 
 def test_the_time_budget_stops_training_with_a_checkpoint_and_the_model(smoke_cache, monkeypatch):
     clock = iter(range(0, 10_000, 30))  # every reading of the trainer's clock is 30 s after the last
-    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(time=lambda: next(clock),
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(monotonic=lambda: next(clock),
                                                                       perf_counter=lambda: 0.0))
     config = load_config(smoke_cache / "smoke_train.toml")
     trainer = trainer_module.Trainer(config)

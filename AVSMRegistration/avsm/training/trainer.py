@@ -350,7 +350,7 @@ class Trainer:
         stop at the same step)."""
         if budget_minutes <= 0:
             return False
-        spent = torch.tensor(float(time.time() - started >= 60.0 * budget_minutes))
+        spent = torch.tensor(float(time.monotonic() - started >= 60.0 * budget_minutes))
         if self.dist.world_size > 1:
             spent = spent.to(self.device)  # nccl broadcasts CUDA tensors, gloo CPU ones
             dist.broadcast(spent, 0)
@@ -363,7 +363,7 @@ class Trainer:
         from tqdm import tqdm
 
         t = self.config.train
-        started = time.time()  # the wall clock: a sandboxed machine's monotonic clock was seen to stand still for seconds
+        started = time.monotonic()  # not time.time(): the calendar clock can be stepped (a sandbox's jumped a minute)
         budget = t.max_minutes if max_minutes is None else max_minutes
         out_of_time = False
         if self.dist.main:
