@@ -10,7 +10,7 @@
 # the run folder as run.tar.gz (model.pt, TensorBoard, and the latest checkpoint while the archive stays within
 # 60 MiB), split into run.tar.gz.partNN of 15 MiB when larger. The run folder itself, every checkpoint
 # included, is DIR/run (default DIR: a new temporary folder). A GPU visit trains CONFIG (default benchmarks/training_configs/brain_gpu_avsm_2mm_tensor_cache.toml)
-# for M minutes (default 6.5) and needs its tensor cache and a CUDA GPU.
+# for M minutes (default 6) and needs its tensor cache and a CUDA GPU.
 # --cpu-smoke (what CI runs): the same steps at a tiny size on the CPU: a tensor cache of the bundled sample pair
 # (built with SimpleITK, the one step that may use it), a tiny network trained for a few steps, the benchmark on
 # a small volume; the CUDA tests skip. Bad input: one line on stderr and exit 2; a failed step: exit 1, after
@@ -61,7 +61,7 @@ if [ $SMOKE = 1 ]; then
     CONFIG=${CONFIG:-$WORK/smoke_train.toml}
 else
     MODE="GPU"
-    MINUTES=${MINUTES:-6.5}
+    MINUTES=${MINUTES:-6}
     SPEED_ARGS=(--size 160 192 160 --spacing 1 --repeats 10 --device cuda)
     CONFIG=${CONFIG:-benchmarks/training_configs/brain_gpu_avsm_2mm_tensor_cache.toml}
     CACHE=$(PYTHONPATH=$TORCH_ONLY "$PYTHON" -c "
