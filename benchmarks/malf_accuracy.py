@@ -579,7 +579,7 @@ def write_outputs(rows: list[dict], methods: list[str], pairs: list, args, kept_
                 w.writerows(summary)
         write_pair_rows(pair_rows_path(args.out), [*kept_rows, *rows])
         print(f"written {out}")
-    if args.chart:
+    if getattr(args, "chart", None):
         from speed_accuracy_chart import draw
 
         draw(summary, rows, args.chart, header)

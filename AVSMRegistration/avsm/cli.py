@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", nargs="?", help="TOML configuration (see --describe)")
     train.add_argument("--resume", default=None, help="'auto' (latest checkpoint of the run folder) or a checkpoint path")
     train.add_argument("--stop-after", type=int, default=None, help="stop (with a checkpoint) after this global step")
+    train.add_argument("--max-minutes", type=float, default=None,
+                       help="wall-clock budget: then stop with a checkpoint and model.pt (default: train.max_minutes)")
+    train.add_argument("--run-dir", default=None, help="output folder instead of the config's run_dir")
     train.add_argument("--describe", action="store_true", help="print every configuration field and exit")
     return parser
 
@@ -126,7 +129,8 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     if args.config is None:
         raise AVSMError("avsm train needs a CONFIG.toml (see avsm train --describe)")
-    model = train(args.config, resume=args.resume, stop_after=args.stop_after)
+    model = train(args.config, resume=args.resume, stop_after=args.stop_after, max_minutes=args.max_minutes,
+                  run_dir=args.run_dir)
     if model.exists():
         print(f"model written to {model}")
     return 0

@@ -11,14 +11,21 @@ Conventions used everywhere in the engine:
   moving image to sample. Because channels are already (x, y, z), converting a map to the normalised
   coordinates of ``torch.nn.functional.grid_sample`` (``align_corners=True``) is one affine map per
   grid, done by :func:`physical_to_normalised` and nothing else.
+
+SimpleITK is imported only by the functions that take or make SimpleITK images, so that the tensor code
+(networks, maps, training from a tensor cache) runs on a machine with torch and numpy alone.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import SimpleITK as sitk
 import torch
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 
 @dataclass(frozen=True)
@@ -58,9 +65,11 @@ class Grid:
         m[:3, 3] = self.origin
         return m
 
-    def reference_image(self, pixel_id: int = sitk.sitkFloat32) -> sitk.Image:
-        """An empty SimpleITK image on this grid (for resampling onto it)."""
-        image = sitk.Image(list(self.size_xyz), pixel_id)
+    def reference_image(self, pixel_id: int | None = None) -> sitk.Image:
+        """An empty SimpleITK image on this grid (for resampling onto it); ``pixel_id`` default: float32."""
+        import SimpleITK as sitk
+
+        image = sitk.Image(list(self.size_xyz), sitk.sitkFloat32 if pixel_id is None else pixel_id)
         self.apply_to(image)
         return image
 
@@ -187,12 +196,16 @@ def spatial_derivative_matrix(grid: Grid) -> np.ndarray:
 
 def image_to_tensor(image: sitk.Image, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """SimpleITK scalar image -> ``1 x 1 x D x H x W`` tensor."""
+    import SimpleITK as sitk
+
     array = np.array(sitk.GetArrayViewFromImage(image), dtype=np.float32 if dtype == torch.float32 else np.float64)
     return torch.from_numpy(array).to(device=device, dtype=dtype)[None, None]
 
 
 def tensor_to_image(tensor: torch.Tensor, grid: Grid, pixel_id: int | None = None) -> sitk.Image:
     """``1 x C x D x H x W`` (C = 1: scalar; C = 3: vector) tensor -> SimpleITK image on ``grid``."""
+    import SimpleITK as sitk
+
     array = tensor.detach().cpu().numpy()[0]
     if array.shape[0] == 1:
         image = sitk.GetImageFromArray(array[0])

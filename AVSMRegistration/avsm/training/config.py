@@ -37,6 +37,9 @@ class DataConfig:
     grid_shape: tuple[int, ...] = doc((48, 56, 48), "training grid (D, H, W) voxels, centred on each image's "
                                                     "centre of mass")
     cache_dir: str = doc("", "where pre-processed volumes are cached (empty: RUN_DIR/cache)")
+    tensor_cache: str = doc("", "one torch file holding every volume already on the training grid, written by "
+                                "'python -m avsm.training.tensor_cache build CONFIG.toml OUT.pt' (read instead of "
+                                "image_folder, csv and synthetic_folder; needs no SimpleITK) (empty: none)")
 
 
 @dataclass
@@ -78,6 +81,8 @@ class TrainSettings:
     validation_native: bool = doc(False, "also register the real validation pairs at their own resolution with "
                                          "avsm.register and the current weights (what users get; the working-grid "
                                          "Dice can rank models differently) and log validation/native_dice")
+    max_minutes: float = doc(0.0, "wall-clock budget of a run: once spent, training stops with a checkpoint and "
+                                  "writes model.pt at the step reached (0: none; --max-minutes overrides)")
     threads: int = doc(1, "torch CPU threads per rank")
     device: str = doc("auto", "'auto', 'cpu' or 'cuda'")
 
@@ -183,16 +188,26 @@ def load_config(path: str | Path) -> TrainConfig:
 def validate(config: TrainConfig) -> None:
     data, train, net = config.data, config.train, config.network
     NetworkConfig.from_dict(net.to_dict())  # method name
-    if not (data.image_folder or data.csv or data.synthetic_folder):
-        raise AVSMError("config: no training data (set data.image_folder, data.csv or data.synthetic_folder)")
+    if not (data.image_folder or data.csv or data.synthetic_folder or data.tensor_cache):
+        raise AVSMError("config: no training data (set data.image_folder, data.csv, data.synthetic_folder or "
+                        "data.tensor_cache)")
     if data.image_folder and data.csv:
         raise AVSMError("config: set data.image_folder or data.csv, not both")
     if not 0.0 <= data.synthetic_fraction <= 1.0:
         raise AVSMError(f"config field data.synthetic_fraction must be in [0, 1] (got {data.synthetic_fraction})")
-    if data.synthetic_fraction > 0 and not data.synthetic_folder:
-        raise AVSMError("config: data.synthetic_fraction > 0 needs data.synthetic_folder")
-    if not (data.image_folder or data.csv) and data.synthetic_fraction < 1.0:
-        raise AVSMError("config: without real images (data.image_folder / data.csv) data.synthetic_fraction must be 1")
+    if data.tensor_cache:
+        if data.image_folder or data.csv or data.synthetic_folder:
+            raise AVSMError("config: data.tensor_cache replaces data.image_folder, data.csv and data.synthetic_folder; "
+                            "set the cache or the folders, not both")
+        if train.validation_native:
+            raise AVSMError("config: train.validation_native registers the validation images from their files; "
+                            "with data.tensor_cache set it to false")
+    else:
+        if data.synthetic_fraction > 0 and not data.synthetic_folder:
+            raise AVSMError("config: data.synthetic_fraction > 0 needs data.synthetic_folder")
+        if not (data.image_folder or data.csv) and data.synthetic_fraction < 1.0:
+            raise AVSMError("config: without real images (data.image_folder / data.csv) data.synthetic_fraction "
+                            "must be 1")
     if len(data.label_name_replace) not in (0, 2):
         raise AVSMError("config field data.label_name_replace must be [old, new] or empty")
     if len(data.grid_shape) != 3 or min(data.grid_shape) < 8:
@@ -207,6 +222,8 @@ def validate(config: TrainConfig) -> None:
                  "validation_pairs", "affine_refine"):
         if getattr(train, name) < 0:
             raise AVSMError(f"config field train.{name} must be >= 0 (got {getattr(train, name)})")
+    if train.max_minutes < 0:
+        raise AVSMError(f"config field train.max_minutes must be >= 0 (got {train.max_minutes})")
     if train.dice_weight < 0:
         raise AVSMError(f"config field train.dice_weight must be >= 0 (got {train.dice_weight})")
     _validate_lncc(train)

@@ -6,6 +6,9 @@ Every volume is brought once onto the training grid: ``data.grid_shape`` voxels 
 images, brain labels for label maps). Stored relative to that centre, all volumes share one grid whose
 centre is the physical origin, so a pair starts centre-of-mass aligned (the initial affine is the
 identity), as the pipeline starts every registration.
+
+SimpleITK is imported only where files are read, so that training from a tensor cache
+(:mod:`avsm.training.tensor_cache`) needs torch and numpy alone.
 """
 from __future__ import annotations
 
@@ -13,18 +16,19 @@ import csv
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 
 from ..checkpoints import atomic_write
 from ..errors import AVSMError
 from ..geometry import Grid
-from ..preprocess import centre_of_mass, normalise_intensity, resample_to_grid
 from .config import TrainConfig
 from .synthetic import synthesise
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 LABEL_TOLERANCE = 1e-3  # mm / direction cosine tolerance between an image and its label map
 CACHE_VERSION = 1
@@ -33,7 +37,7 @@ CACHE_VERSION = 1
 @dataclass(frozen=True)
 class Subject:
     name: str
-    image: Path
+    image: Optional[Path]  # None: read from a tensor cache (data.tensor_cache)
     labels: Optional[Path]
 
 
@@ -102,6 +106,8 @@ def list_subjects(config: TrainConfig) -> list[Subject]:
 
 
 def _header(path: Path) -> sitk.ImageFileReader:
+    import SimpleITK as sitk
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -149,6 +155,8 @@ def _cache_key(path: Path, config: TrainConfig, kind: str) -> str:
 
 
 def _resample_labels(labels: sitk.Image, grid: Grid) -> torch.Tensor:
+    import SimpleITK as sitk
+
     resampled = sitk.Resample(labels, grid.reference_image(sitk.sitkInt16), sitk.Transform(), sitk.sitkNearestNeighbor,
                               0, sitk.sitkInt16)
     return torch.from_numpy(sitk.GetArrayFromImage(resampled).astype(np.int16))[None, None]
@@ -156,6 +164,10 @@ def _resample_labels(labels: sitk.Image, grid: Grid) -> torch.Tensor:
 
 def preprocess_subject(subject: Subject, config: TrainConfig) -> dict:
     """Normalised image (and labels) on the training grid centred on the image's centre of mass."""
+    import SimpleITK as sitk
+
+    from ..preprocess import centre_of_mass, normalise_intensity, resample_to_grid
+
     image = normalise_intensity(sitk.Cast(sitk.ReadImage(str(subject.image)), sitk.sitkFloat32))
     grid = training_grid(config, centre_of_mass(image))
     record = {"image": resample_to_grid(image, grid).to(torch.float32), "labels": None}
@@ -166,6 +178,10 @@ def preprocess_subject(subject: Subject, config: TrainConfig) -> dict:
 
 def preprocess_label_map(path: Path, config: TrainConfig) -> dict:
     """A synthetic-source label map on the training grid centred on its (brain) labels' centre."""
+    import SimpleITK as sitk
+
+    from ..preprocess import centre_of_mass
+
     labels = sitk.Cast(sitk.ReadImage(str(path)), sitk.sitkInt16)
     array = sitk.GetArrayFromImage(labels)
     if config.data.synthetic_brain_only:

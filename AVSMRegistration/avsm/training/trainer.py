@@ -36,7 +36,7 @@ from ..networks import NetworkConfig, build_network
 from ..networks.affine_net import batched_affine_map
 from ..optimisation.affine_opt import refine_affines
 from .config import TrainConfig, load_config
-from .data import PairSource, check_subjects, list_label_maps, list_subjects, load_cached, training_grid
+from .data import PairSource, Subject, check_subjects, list_label_maps, list_subjects, load_cached, training_grid
 from .objective import STAGES, Objective
 from .synthetic import synthesise
 
@@ -144,9 +144,17 @@ class Trainer:
         self.device = torch.device("cuda" if t.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu")
         self.run_dir = config.path(config.run_dir)
         # --- checks that write nothing ---
-        self.subjects = list_subjects(config)
-        check_subjects(self.subjects)
-        self.label_map_paths = list_label_maps(config)
+        if config.data.tensor_cache:
+            # imported here, not at the top: python -m avsm.training.tensor_cache must find it unimported
+            from .tensor_cache import read as read_tensor_cache
+        self.cached = read_tensor_cache(config) if config.data.tensor_cache else None
+        if self.cached is None:
+            self.subjects = list_subjects(config)
+            check_subjects(self.subjects)
+            self.label_map_paths = list_label_maps(config)
+        else:
+            self.subjects = [Subject(entry["name"], None, None) for entry in self.cached["subjects"]]
+            self.label_map_paths = []
         real_train = len(self.subjects) - config.data.validation_count
         if self.subjects and real_train < 2 and config.data.synthetic_fraction < 1.0:
             raise AVSMError(f"{len(self.subjects)} real subjects leave {max(real_train, 0)} for training after "
@@ -187,8 +195,11 @@ class Trainer:
 
     def _load_data(self, build: bool) -> None:
         n_val = self.config.data.validation_count if self.subjects else 0
-        records = load_cached(self.subjects, self.config, "subject", build)
-        label_maps = load_cached(self.label_map_paths, self.config, "labelmap", build)
+        if self.cached is None:
+            records = load_cached(self.subjects, self.config, "subject", build)
+            label_maps = load_cached(self.label_map_paths, self.config, "labelmap", build)
+        else:
+            records, label_maps = self.cached["subjects"], self.cached["label_maps"]
         self.train_records = records[: len(records) - n_val] if n_val else records
         self.val_records = records[len(records) - n_val:] if n_val else []
         self.val_subjects = self.subjects[len(self.subjects) - n_val:] if n_val else []
@@ -334,10 +345,27 @@ class Trainer:
                 if isinstance(value, (int, float)) and np.isfinite(value):
                     self.writer.add_scalar(f"{prefix}/{key}", value, self.step)
 
-    def run(self, stop_after: Optional[int] = None) -> Path:
+    def budget_spent(self, started: float, budget_minutes: float) -> bool:
+        """Whether the wall-clock budget since ``started`` is spent (rank 0 decides for every rank, so that all
+        stop at the same step)."""
+        if budget_minutes <= 0:
+            return False
+        spent = torch.tensor(float(time.monotonic() - started >= 60.0 * budget_minutes))
+        if self.dist.world_size > 1:
+            spent = spent.to(self.device)  # nccl broadcasts CUDA tensors, gloo CPU ones
+            dist.broadcast(spent, 0)
+        return bool(spent.item())
+
+    def run(self, stop_after: Optional[int] = None, max_minutes: Optional[float] = None) -> Path:
+        """Train up to ``stop_after`` (global step) or the end of the curriculum, or until ``max_minutes`` (default
+        ``train.max_minutes``) of wall-clock time are spent: then the step reached gets a checkpoint and
+        ``model.pt``. Returns the path of ``model.pt`` (written when the curriculum completes or the budget stops it)."""
         from tqdm import tqdm
 
         t = self.config.train
+        started = time.monotonic()  # not time.time(): the calendar clock can be stepped (a sandbox's jumped a minute)
+        budget = t.max_minutes if max_minutes is None else max_minutes
+        out_of_time = False
         if self.dist.main:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -347,6 +375,9 @@ class Trainer:
         last = min(self.steps_total, stop_after) if stop_after is not None else self.steps_total
         try:
             while self.step < last:
+                if self.budget_spent(started, budget):
+                    out_of_time = True
+                    break
                 epoch = self.step // t.steps_per_epoch
                 stage = stage_at(epoch, self.config)
                 if stage != self.stage:
@@ -379,22 +410,35 @@ class Trainer:
                 if self.dist.main and (self.step % t.checkpoint_every == 0 or self.step == last):
                     self.save_checkpoint()
                 self.dist.barrier()
+            if out_of_time and self.dist.main:
+                if self.stage is not None and self.step % t.checkpoint_every:
+                    self.save_checkpoint()
+                bar.write(f"time budget of {budget:g} min spent: stopped at step {self.step} of {self.steps_total}",
+                          file=sys.stdout)
         finally:
             bar.close()
             if self.writer is not None:
                 self.writer.close()
         model_path = self.run_dir / "model.pt"
-        if self.dist.main and self.step >= self.steps_total:
+        if self.dist.main and (self.step >= self.steps_total or out_of_time):
             checkpoints.save(self._network_payload(), model_path)
         self.dist.barrier()
         return model_path
 
 
-def train(config_path: str | Path, resume: Optional[str] = None, stop_after: Optional[int] = None) -> Path:
-    """Train from a TOML config; returns the path of the final ``model.pt`` (written when training completes)."""
-    trainer = Trainer(load_config(config_path), resume)
+def train(config_path: str | Path, resume: Optional[str] = None, stop_after: Optional[int] = None,
+          max_minutes: Optional[float] = None, run_dir: Optional[str] = None) -> Path:
+    """Train from a TOML config; returns the path of ``model.pt`` (written when training completes or the
+    ``max_minutes`` budget stops it). ``run_dir`` replaces the config's run folder (relative to the working
+    directory)."""
+    config = load_config(config_path)
+    if run_dir is not None:
+        config.run_dir = str(Path(run_dir).resolve())
+    if max_minutes is not None and max_minutes < 0:
+        raise AVSMError(f"--max-minutes must be >= 0 (got {max_minutes})")
+    trainer = Trainer(config, resume)
     try:
-        return trainer.run(stop_after)
+        return trainer.run(stop_after, max_minutes)
     finally:
         if trainer.dist.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
