@@ -10,6 +10,7 @@ Console use:
     nodes = logic.register(fixedNode, movingNode, preset="fast")     # or "accurate"
     nodes = logic.register(fixedNode, movingNode, method="vsvf-opt")  # a method with its own defaults
     nodes = logic.register(fixedNode, movingNode, fixedMask=brainMask, initialTransform=landmarkTransform)
+    nodes = logic.register(t1Node, t2Node, similarity="mi")         # different contrasts: mutual information
 """
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from AVSMRegistrationLib import (CHOICES, DEFAULT_CHOICE, DEVICES, RegistrationJob, RegistrationOptions,
-                                 choice_by_name, input_problem, register_volumes)
+from AVSMRegistrationLib import (CHOICES, DEFAULT_CHOICE, DEFAULT_SIMILARITY, DEVICES, SIMILARITY_LABELS,
+                                 RegistrationJob, RegistrationOptions, choice_by_name, input_problem,
+                                 register_volumes)
 from AVSMRegistrationLib.dependencies import (TORCH_REQUIREMENT, installed_problem, installed_version,
                                               optional_import, version_note)
 from AVSMRegistrationLib.engine import describe_device
@@ -66,6 +68,8 @@ MethodChoice = enum.Enum("MethodChoice", [(c.name, c.name) for c in CHOICES])
 MethodChoice.label = lambda choice: choice_by_name(choice.value).label
 DeviceChoice = enum.Enum("DeviceChoice", [(d, d) for d in DEVICES])
 DeviceChoice.label = lambda choice: {"auto": "auto (GPU if available)", "cpu": "CPU", "cuda": "GPU (CUDA)"}[choice.value]
+ContrastChoice = enum.Enum("ContrastChoice", [(s, s) for s in SIMILARITY_LABELS])  # the affine stage's similarity
+ContrastChoice.label = lambda choice: SIMILARITY_LABELS[choice.value]
 
 
 @parameterNodeWrapper
@@ -80,6 +84,7 @@ class AVSMRegistrationParameterNode:
     movingMask: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
     initialTransform: Optional[vtkMRMLTransformNode]  # linear only: the validation refuses others by name
     method: MethodChoice = MethodChoice[DEFAULT_CHOICE]  # a preset or a method
+    contrast: ContrastChoice = ContrastChoice[DEFAULT_SIMILARITY]  # same contrast: local correlation
     affineSteps: Annotated[int, WithinRange(0, 10000)] = 0
     vsvfSteps: Annotated[int, WithinRange(0, 10000)] = 0
     instanceOptIterations: Annotated[int, WithinRange(0, 10000)] = 0
@@ -246,8 +251,9 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
         neither: the default preset. `fixedMask` / `movingMask`: label maps or segmentations, the images are
         compared only inside them; `initialTransform`: a linear transform node that aligns the moving volume
         placed under it with the fixed one (replaces the centre-of-mass start). Keywords as `AVSMRegistrationLib.register_volumes` (device, model,
-        affineSteps, vsvfSteps, instanceOpt, affineRefine, workingSpacing, output*=True/False/node, outputInverse,
-        showGrid, progress, keepFiles)."""
+        affineSteps, vsvfSteps, instanceOpt, affineRefine, workingSpacing, similarity ("lncc": same contrast, the
+        default; "mi": mutual information, e.g. T1 against T2), output*=True/False/node, outputInverse, showGrid,
+        progress, keepFiles)."""
         self.ensureDependencies()
         kwargs.setdefault("tempRoot", slicer.app.temporaryPath)
         return register_volumes(fixedNode, movingNode, method=method, movingLabels=movingLabels,
@@ -268,7 +274,8 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def _options(p: AVSMRegistrationParameterNode) -> RegistrationOptions:
         return RegistrationOptions.from_panel(p.method.value, p.device.value, p.modelPath, p.affineSteps,
-                                              p.vsvfSteps, p.instanceOptIterations, p.affineRefine)
+                                              p.vsvfSteps, p.instanceOptIterations, p.affineRefine,
+                                              p.contrast.value)
 
     def inputProblem(self, p: AVSMRegistrationParameterNode) -> Optional[str]:
         """Why Register is disabled (one sentence), or None."""

@@ -11,16 +11,17 @@ maps and segmentations), `engine` (running `avsm` in-process or in the backgroun
 state machine) and `dependencies` (the torch range and the installed versions).
 """
 from .errors import RegistrationCancelled, RegistrationFailed, RegistrationInputError
-from .options import (CHOICES, DEFAULT_CHOICE, DEVICES, OPTIONAL_OUTPUT_KEYS, OUTPUT_KEYS, Choice,
-                      RegistrationOptions, choice_by_name)
+from .options import (CHOICES, DEFAULT_CHOICE, DEFAULT_SIMILARITY, DEVICES, OPTIONAL_OUTPUT_KEYS, OUTPUT_KEYS,
+                      SIMILARITY_LABELS, Choice, RegistrationOptions, choice_by_name)
 from .outputs import RegistrationNodes
 from .registration import RegistrationJob, register_volumes
 from .run_state import RunController, RunState
 from .validation import check_inputs, input_problem
 
 __all__ = [
-    "CHOICES", "Choice", "DEFAULT_CHOICE", "DEVICES", "OPTIONAL_OUTPUT_KEYS", "OUTPUT_KEYS",
+    "CHOICES", "Choice", "DEFAULT_CHOICE", "DEFAULT_SIMILARITY", "DEVICES", "OPTIONAL_OUTPUT_KEYS",
+    "OUTPUT_KEYS",
     "RegistrationCancelled", "RegistrationFailed", "RegistrationInputError", "RegistrationJob",
-    "RegistrationNodes", "RegistrationOptions", "RunController", "RunState", "check_inputs", "choice_by_name",
-    "input_problem", "register_volumes",
+    "RegistrationNodes", "RegistrationOptions", "RunController", "RunState", "SIMILARITY_LABELS", "check_inputs",
+    "choice_by_name", "input_problem", "register_volumes",
 ]

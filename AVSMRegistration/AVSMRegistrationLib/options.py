@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avsm.errors import AVSMError
-from avsm.methods import DEFAULT_PRESET, METHODS, PRESETS, resolve  # torch-free: import avsm loads no pipeline
+# torch-free: import avsm loads no pipeline
+from avsm.methods import DEFAULT_PRESET, METHODS, PRESETS, SIMILARITIES, resolve
 
 from .errors import RegistrationInputError
 
@@ -64,6 +65,12 @@ def choice_by_name(name: str) -> Choice:
 DEVICES = ("auto", "cpu", "cuda")
 """auto: the GPU when torch sees one, the CPU otherwise."""
 
+SIMILARITY_LABELS = {"lncc": "Same contrast (local correlation)",
+                     "mi": "Different contrasts, e.g. T1 and T2 (mutual information)"}
+"""The panel's Contrast box: the affine stage's similarity (``avsm.methods.SIMILARITIES``) as the panel says it."""
+DEFAULT_SIMILARITY = SIMILARITIES[0]
+"""The engine's default (mk-LNCC, same contrast)."""
+
 NETWORK_OPTIONS = (("model", "A model"), ("affine_refine", "Affine refinement"),
                    ("instance_opt", "Instance optimisation"))
 """Options that only the methods with a network take, with how a refusal names them."""
@@ -84,6 +91,7 @@ class RegistrationOptions:
     instance_opt: int | None = None
     working_spacing: float | None = None
     affine_refine: int | None = None  # network methods; None: the engine's default (30), 0: off
+    similarity: str | None = None  # the affine stage's: "lncc" or "mi"; None: the engine's default (lncc)
 
     def validated(self) -> "RegistrationOptions":
         """These options, checked, with the default preset named when neither preset nor method is."""
@@ -101,6 +109,9 @@ class RegistrationOptions:
             for name, what in NETWORK_OPTIONS:
                 if getattr(self, name) not in (None, ""):
                     raise RegistrationInputError(f"{what} applies to the network methods, not to '{method}'.")
+        if self.similarity is not None and self.similarity not in SIMILARITIES:
+            raise RegistrationInputError(f"Unknown similarity '{self.similarity}'; choose one of: "
+                                         f"{', '.join(SIMILARITIES)}.")
         if self.working_spacing is not None and not self.working_spacing > 0:
             raise RegistrationInputError(f"Working spacing must be > 0 mm, got {self.working_spacing}.")
         if self.model:
@@ -115,7 +126,7 @@ class RegistrationOptions:
         """Keyword arguments of `avsm.register` (only the ones that are set)."""
         kwargs = {}
         for name in ("preset", "method", "device", "model", "affine_steps", "vsvf_steps", "instance_opt",
-                     "working_spacing", "affine_refine"):
+                     "working_spacing", "affine_refine", "similarity"):
             value = getattr(self, name)
             if value not in (None, ""):
                 kwargs[name] = value
@@ -130,17 +141,19 @@ class RegistrationOptions:
 
     @classmethod
     def from_panel(cls, choice: str, device: str, model: str, affine_steps: int, vsvf_steps: int,
-                   instance_opt: int, affine_refine: int) -> "RegistrationOptions":
+                   instance_opt: int, affine_refine: int, similarity: str | None = None) -> "RegistrationOptions":
         """The panel's values: 0 steps or iterations and -1 affine refinement mean "the default", an empty
         model the bundled one; the instance-optimisation and affine-refinement boxes (and the model) are
-        ignored for a choice whose method has no network (the engine refuses them there)."""
+        ignored for a choice whose method has no network (the engine refuses them there); ``similarity`` (the
+        Contrast box) is passed only when it is not the engine's default, so the command line stays as short."""
         chosen = choice_by_name(choice)
         network = chosen.network
         return cls(preset=chosen.preset, method=chosen.method, device=device,
                    model=(model.strip() or None) if network else None,
                    affine_steps=affine_steps or None, vsvf_steps=vsvf_steps or None,
                    instance_opt=(instance_opt or None) if network else None,
-                   affine_refine=int(affine_refine) if network and affine_refine >= 0 else None)
+                   affine_refine=int(affine_refine) if network and affine_refine >= 0 else None,
+                   similarity=similarity if similarity and similarity != DEFAULT_SIMILARITY else None)
 
     def replace(self, **changes) -> "RegistrationOptions":
         return dataclasses.replace(self, **changes)

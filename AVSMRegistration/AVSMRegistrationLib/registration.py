@@ -158,7 +158,7 @@ def register_volumes(fixedNode, movingNode, method: str | None = None, movingLab
                      background: bool = False, tempRoot: str | Path | None = None,
                      python: str | None = None, launcher: list[str] | None = None,
                      outputInverse=False, keepFiles: bool = False, fixedMask=None, movingMask=None,
-                     initialTransform=None) -> RegistrationNodes:
+                     initialTransform=None, similarity: str | None = None) -> RegistrationNodes:
     """Register `movingNode` to `fixedNode` and return the created nodes (blocking).
 
     `preset` ("fast", "default", "accurate") or `method` ("avsm", "voxelmorph", "vsvf-opt", "affine") as in
@@ -169,7 +169,8 @@ def register_volumes(fixedNode, movingNode, method: str | None = None, movingLab
     `fixedMask` / `movingMask` (label map or segmentation, non-zero or any segment: inside): the images are
     compared only inside them (a label map on another grid is resampled onto its volume's). `initialTransform`:
     a linear transform node that aligns the moving volume placed under it with the fixed volume (e.g. from
-    landmarks); it replaces the centre-of-mass start of the affine stage.
+    landmarks); it replaces the centre-of-mass start of the affine stage. `similarity`: the affine stage's,
+    "lncc" (local correlation, same contrast; the default) or "mi" (mutual information, e.g. T1 against T2).
     Inputs are never modified; on any error nothing is added to the scene. `keepFiles=True` leaves
     the temporary folder (inputs, engine outputs, engine.log) for a bug report.
     `background=True` runs the engine as a separate `avsm register` process (as the panel does)
@@ -177,7 +178,7 @@ def register_volumes(fixedNode, movingNode, method: str | None = None, movingLab
     """
     options = RegistrationOptions(preset=preset, method=method, device=device, model=model or None,
                                   affine_steps=affineSteps, vsvf_steps=vsvfSteps, instance_opt=instanceOpt, working_spacing=workingSpacing,
-                                  affine_refine=affineRefine)
+                                  affine_refine=affineRefine, similarity=similarity)
     outputs = dict(zip(OUTPUT_KEYS, (outputTransform, outputAffine, outputWarped, outputWarpedLabels,
                                      outputJacobian, outputFolds, outputInverse)))
     job = RegistrationJob(fixedNode, movingNode, movingLabels, fixedLabels, options, outputs, showGrid,

@@ -1,5 +1,5 @@
 """The one-line summary shown after a run: preset or method, time, device, start and masks when given, folds,
-det(J) range, Dice."""
+det(J) range, Dice; the affine similarity when it was mutual information."""
 from __future__ import annotations
 
 from avsm.methods import METHODS, PRESETS
@@ -17,6 +17,8 @@ def summary_text(report: dict, seconds: float, moving_name: str, fixed_name: str
     parts = [f"{run_label(report)}: '{moving_name}' -> '{fixed_name}' in {seconds:.1f} s on {report.get('device', '?')}"]
     if report.get("initial_source") == "initial transform":
         parts.append("started from the initial transform")
+    if report.get("affine_similarity") == "mi":
+        parts.append("affine by mutual information")
     if report.get("masks"):
         parts.append(f"compared inside the {' and '.join(report['masks'])} mask{'s' if len(report['masks']) > 1 else ''}")
     if "fold_count" in report:

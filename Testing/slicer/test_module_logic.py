@@ -50,7 +50,8 @@ def module(monkeypatch, tmp_path):
 def panel_state(module, nodes, **changes):
     state = dict(fixedVolume=nodes["fixed"], movingVolume=nodes["moving"], movingLabels=None, fixedLabels=None,
                  fixedMask=None, movingMask=None, initialTransform=None,
-                 method=module.MethodChoice["vsvf-opt"], affineSteps=0, vsvfSteps=0, instanceOptIterations=0,
+                 method=module.MethodChoice["vsvf-opt"], contrast=module.ContrastChoice["lncc"], affineSteps=0,
+                 vsvfSteps=0, instanceOptIterations=0,
                  affineRefine=-1,
                  device=module.DeviceChoice["cpu"],
                  modelPath="", showGrid=True, keepIntermediateFiles=False)
@@ -390,4 +391,63 @@ def test_the_self_tests_registration_runs_on_the_bundled_pair(module, scene, mon
                         raising=False)
     monkeypatch.delenv("AVSM_SELFTEST_SKIP_ENGINE", raising=False)
     SelfTest().test_registration()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_similarity_is_checked_and_reaches_the_engine_and_its_command_line():
+    from avsm.cli import build_parser
+    from avsm.methods import SIMILARITIES
+
+    from AVSMRegistrationLib import RegistrationOptions
+
+    assert RegistrationOptions().similarity is None  # the engine's default
+    assert "similarity" not in RegistrationOptions(method="affine").validated().engine_kwargs()
+    options = RegistrationOptions(method="affine", device="cpu", similarity="mi").validated()
+    assert options.engine_kwargs() == {"method": "affine", "device": "cpu", "similarity": "mi"}
+    assert options.command_line()[-2:] == ["--similarity", "mi"]
+    parsed = build_parser().parse_args(["register", "fixed.nii.gz", "moving.nii.gz", "-o", "out", *options.command_line()])
+    assert (parsed.method, parsed.similarity) == ("affine", "mi")
+    for name in SIMILARITIES:
+        assert RegistrationOptions(similarity=name).validated().similarity == name
+    with pytest.raises(RegistrationInputError) as refused:
+        RegistrationOptions(method="affine", similarity="ncc").validated()
+    assert str(refused.value) == f"Unknown similarity 'ncc'; choose one of: {', '.join(SIMILARITIES)}."
+    assert "\n" not in str(refused.value)
+
+
+def test_the_contrast_box_defaults_to_same_contrast_and_maps_to_the_similarity(module, nodes):
+    from avsm.methods import SIMILARITIES
+
+    assert [c.value for c in module.ContrastChoice] == list(SIMILARITIES)
+    assert [module.ContrastChoice.label(c) for c in module.ContrastChoice] == [
+        "Same contrast (local correlation)", "Different contrasts, e.g. T1 and T2 (mutual information)"]
+    assert module.AVSMRegistrationParameterNode.contrast is module.ContrastChoice["lncc"]
+    logic = module.AVSMRegistrationLogic()
+    same = logic._options(panel_state(module, nodes, contrast=module.ContrastChoice["lncc"]))
+    assert same.similarity is None and "similarity" not in same.engine_kwargs()  # the engine's default
+    different = logic._options(panel_state(module, nodes, contrast=module.ContrastChoice["mi"]))
+    assert different.engine_kwargs() == {"method": "vsvf-opt", "device": "cpu", "similarity": "mi"}
+
+
+def test_the_summary_says_when_the_affine_stage_used_mutual_information():
+    from AVSMRegistrationLib.summary import summary_text
+
+    report = {"method": "affine", "device": "cpu", "affine_similarity": "mi"}
+    assert summary_text(report, 1.0, "m", "f") == ("Affine optimisation: 'm' -> 'f' in 1.0 s on cpu; "
+                                                   "affine by mutual information.")
+    report["affine_similarity"] = "lncc"
+    assert "mutual information" not in summary_text(report, 1.0, "m", "f")
+
+
+def test_the_console_runs_the_affine_stage_with_mutual_information(module, nodes, scene, tmp_path):
+    """One tiny real run: logic.register -> register_volumes -> avsm.register with similarity="mi"."""
+    pytest.importorskip("torch", reason="the avsm engine needs torch")
+    logic = module.AVSMRegistrationLogic()
+    logic.ensureDependencies = lambda log=None: None  # PyTorch Utils is a Slicer extension; torch is here
+    result = logic.register(nodes["fixed"], nodes["moving"], method="affine", device="cpu", affineSteps=2,
+                            workingSpacing=6.0, similarity="mi", outputWarped=False, outputWarpedLabels=False,
+                            outputJacobian=False, outputFolds=False)
+    assert result.report["affine_similarity"] == "mi"
+    assert "mutual information" in result.summary
+    assert result.affine is not None
     assert list(tmp_path.iterdir()) == []
