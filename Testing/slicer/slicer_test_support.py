@@ -200,3 +200,13 @@ def hardened_on_fixed_grid(scene, moving, transform, fixed) -> np.ndarray:
     on_fixed = sitk.Resample(hardened, image_from_volume(fixed), sitk.Transform(), sitk.sitkLinear, 0.0)
     scene.RemoveNode(copy)
     return sitk.GetArrayFromImage(on_fixed)
+
+
+def s4ext_entries() -> dict[str, str]:
+    """The extension description file (AVSMRegistration.s4ext) as key -> value."""
+    entries = {}
+    for line in (REPO / "AVSMRegistration.s4ext").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            entries[key] = value.strip()
+    return entries

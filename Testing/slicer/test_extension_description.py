@@ -6,21 +6,14 @@ import json
 import re
 from pathlib import Path
 
+from slicer_test_support import s4ext_entries
+
 REPO = Path(__file__).resolve().parents[2]
 ENTRY = json.loads((REPO / "AVSMRegistration.json").read_text())
 
 SCHEMA_FIELDS = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
                  "build_subdirectory", "enabled", "tier"}
 """Slicer/Slicer Schemas/slicer-extension-catalog-entry-schema-v1.0.1.json: additionalProperties is false."""
-
-
-def s4ext() -> dict[str, str]:
-    entries = {}
-    for line in (REPO / "AVSMRegistration.s4ext").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition(" ")
-            entries[key] = value.strip()
-    return entries
 
 
 def test_the_index_entry_has_the_fields_the_schema_allows_and_requires():
@@ -33,7 +26,7 @@ def test_the_index_entry_has_the_fields_the_schema_allows_and_requires():
 
 
 def test_the_index_entry_and_the_s4ext_agree():
-    legacy = s4ext()
+    legacy = s4ext_entries()
     assert ENTRY["category"] == legacy["category"] == "Registration"
     assert ENTRY["scm_url"] == legacy["scmurl"]
     assert ENTRY["scm_revision"] == legacy["scmrevision"]
@@ -52,7 +45,7 @@ def test_the_cmake_dependencies_match():
 def test_the_licence_is_apache_2_everywhere():
     pyproject = (REPO / "pyproject.toml").read_text()
     assert re.search(r'^license = "Apache-2.0"$', pyproject, re.MULTILINE)
-    assert s4ext()["license"] == "Apache-2.0"
+    assert s4ext_entries()["license"] == "Apache-2.0"
     text = (REPO / "LICENSE").read_text()
     assert "Apache License" in text and "Version 2.0, January 2004" in text
     assert "END OF TERMS AND CONDITIONS" in text

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from slicer_test_support import s4ext_entries
+
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "AVSMRegistration"
 SOURCE = (MODULE / "AVSMRegistration.py").read_text()
@@ -200,17 +202,8 @@ def _cmake_metadata() -> dict[str, str]:
     return dict(re.findall(r'set\((EXTENSION_\w+) "([^"]*)"\)', text))
 
 
-def _s4ext() -> dict[str, str]:
-    entries = {}
-    for line in (REPO / "AVSMRegistration.s4ext").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition(" ")
-            entries[key] = value.strip()
-    return entries
-
-
-def test_extension_metadata_matches_the_s4ext():
-    cmake, s4ext = _cmake_metadata(), _s4ext()
+def test_extension_metadata_matches_thes4ext_entries():
+    cmake, s4ext = _cmake_metadata(), s4ext_entries()
     assert cmake["EXTENSION_CATEGORY"] == s4ext["category"] == "Registration"
     assert cmake["EXTENSION_DEPENDS"] == s4ext["depends"] == "PyTorch"
     for cmake_key, s4ext_key in (("EXTENSION_HOMEPAGE", "homepage"), ("EXTENSION_CONTRIBUTORS", "contributors"),
