@@ -11,7 +11,7 @@ Images are ``B x 1 x D x H x W`` in [0, 1].
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,12 +41,17 @@ def box_sum(x: torch.Tensor, size: int, dilation: int = 1, stride: int = 1) -> t
 
 
 def _box_sum_cumulative(x: torch.Tensor, size: int, stride: int) -> torch.Tensor:
-    """Undilated box sums along each spatial axis as differences of a cumulative sum, then strided."""
+    """Undilated box sums along each spatial axis as differences of a cumulative sum, then strided.
+
+    The cumulative sums are taken in float64: in float32 their rounding (relative 1e-7 of a running total that
+    grows along the axis) reaches the size of a small window's variance, and the local correlation of nearly flat
+    windows, and its gradient, go wrong.
+    """
     out = x
     for dim in (2, 3, 4):
         n = out.shape[dim]
-        cumulative = F.pad(torch.cumsum(out, dim), [0, 0] * (4 - dim) + [1, 0])
-        out = cumulative.narrow(dim, size, n - size + 1) - cumulative.narrow(dim, 0, n - size + 1)
+        cumulative = F.pad(torch.cumsum(out, dim, dtype=torch.float64), [0, 0] * (4 - dim) + [1, 0])
+        out = (cumulative.narrow(dim, size, n - size + 1) - cumulative.narrow(dim, 0, n - size + 1)).to(x.dtype)
         if stride > 1:
             out = out[(slice(None),) * dim + (slice(None, None, stride),)]
     return out
@@ -157,7 +162,7 @@ class MutualInformation(torch.nn.Module):
 
     It does not assume that the same tissue has the same (or a monotonically related) intensity in both images:
     the similarity for a change of contrast (T1 against T2 or FLAIR). ``bins`` Gaussian bins over [0, 1], width
-    one bin; at most ``max_samples`` voxels (a regular subsample) enter the histogram.
+    one bin; at most ``max_samples`` voxels (a fixed pseudo-random subset) enter the histogram.
     """
 
     def __init__(self, bins: int = 32, max_samples: int = 50_000):
@@ -171,9 +176,18 @@ class MutualInformation(torch.nn.Module):
         weights = torch.exp(-0.5 * ((values[:, None].clamp(0.0, 1.0) - centres) * (self.bins - 1)) ** 2)
         return weights / weights.sum(dim=1, keepdim=True)
 
-    def _sample(self, image: torch.Tensor) -> torch.Tensor:
-        step = max(1, -(-image.numel() // self.max_samples))
-        return image.reshape(-1)[::step]
+    def _sample_indices(self, count: int, device: torch.device) -> Optional[torch.Tensor]:
+        """A fixed pseudo-random subset of ``max_samples`` voxel indices (None: every voxel). Random rather than
+        strided: a stride can fall in step with the rows and sample a few columns only."""
+        if count <= self.max_samples:
+            return None
+        generator = torch.Generator().manual_seed(count)
+        return torch.randperm(count, generator=generator)[:self.max_samples].sort().values.to(device)
+
+    @staticmethod
+    def _take(image: torch.Tensor, indices: Optional[torch.Tensor]) -> torch.Tensor:
+        flat = image.reshape(-1)
+        return flat if indices is None else flat[indices]
 
     def forward(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         return self.against(fixed)(warped)
@@ -181,12 +195,13 @@ class MutualInformation(torch.nn.Module):
     def against(self, fixed: torch.Tensor) -> Callable[..., torch.Tensor]:
         """The loss against one fixed image (no gradient), its Parzen weights computed once: ``loss(warped, mask=None)``;
         a ``mask`` (same shape, in [0, 1]) weighs each voxel's contribution to the histogram."""
-        fixed_weights = self._weights(self._sample(fixed.detach()))
+        indices = self._sample_indices(fixed.numel(), fixed.device)
+        fixed_weights = self._weights(self._take(fixed.detach(), indices))
 
         def loss(warped: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-            moving_weights = self._weights(self._sample(warped))
+            moving_weights = self._weights(self._take(warped, indices))
             if mask is not None:
-                moving_weights = moving_weights * self._sample(mask.detach())[:, None]
+                moving_weights = moving_weights * self._take(mask.detach(), indices)[:, None]
             joint = fixed_weights.T @ moving_weights
             joint = joint / joint.sum().clamp_min(1e-12)
 
