@@ -161,8 +161,11 @@ def test_the_choices_are_the_engines_presets_then_its_methods():
     assert [(c.preset, c.method) for c in CHOICES] == ([(name, None) for name in PRESETS]
                                                        + [(None, name) for name in METHODS])
     assert [c.name for c in CHOICES] == [*PRESETS, *METHODS]  # unique: the parameter node stores the name
-    assert [c.description for c in CHOICES] == ([p.description for p in PRESETS.values()]
+    # a preset's description ends with its measured accuracy and time, when the engine records them
+    assert [c.description for c in CHOICES] == ([p.description + (f" Measured: {p.measured}." if p.measured else "")
+                                                 for p in PRESETS.values()]
                                                 + [m.description for m in METHODS.values()])
+    assert all(p.measured in c.description for p, c in zip(PRESETS.values(), CHOICES))
     assert [c.network for c in CHOICES] == ([METHODS[p.method].network for p in PRESETS.values()]
                                             + [m.network for m in METHODS.values()])
 
