@@ -6,6 +6,7 @@ fastest to the slowest pair. Our methods and presets are drawn in one colour, th
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from avsm.methods import PRESET_NAMES
@@ -37,7 +38,7 @@ def draw(summary: list[dict], rows: list[dict], path: str | Path, title: str) ->
     axes.set_xscale("log")
     axes.set_xlabel("seconds per pair, end to end (log scale)")
     axes.set_ylabel("mean label Dice")
-    axes.set_title(title, fontsize=9)
+    axes.set_title(textwrap.fill(title, 95), fontsize=8)
     axes.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
