@@ -126,19 +126,15 @@ class MultiKernelLNCC(torch.nn.Module):
         return windows
 
     def forward(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
-        loss = fixed.new_zeros(())
-        for size, dilation, stride, weight in self.windows(fixed.shape[2:]):
-            lncc = _lncc_squared(warped, fixed, size, dilation, stride, self.eps)
-            loss = loss + weight * (1.0 - lncc.mean())
-        return loss
+        return self.against(fixed)(warped)
 
     def against(self, fixed: torch.Tensor) -> Callable[..., torch.Tensor]:
-        """The loss against one fixed image (no gradient), its box sums computed once: ``loss(warped, mask=None)``.
+        """The loss against one fixed image, its box sums computed once: ``loss(warped, mask=None)``, for optimisers
+        that evaluate many warps of one pair (a fixed image without gradient keeps its sums out of autograd).
 
-        Equal to ``self(warped, fixed)`` without a mask. A ``mask`` (``B x 1 x D x H x W`` in [0, 1], no gradient)
+        Without a mask it is ``self(warped, fixed)``. A ``mask`` (``B x 1 x D x H x W`` in [0, 1], no gradient)
         weights each window by the mean mask inside it: windows wholly outside the mask do not count.
         """
-        fixed = fixed.detach()
         windows = self.windows(fixed.shape[2:])
         sums = [_fixed_sums(fixed, size, dilation, stride) for size, dilation, stride, _ in windows]
 
