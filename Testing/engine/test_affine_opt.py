@@ -60,6 +60,12 @@ def test_refinement_schedule_puts_two_thirds_at_the_coarse_scale(iterations, exp
     assert scales == (0.25, 0.5) and counts == expected and sum(counts) == iterations
 
 
+@pytest.mark.parametrize("iterations, expected", [(30, (20, 10, 20)), (15, (10, 5, 10)), (0, (0, 0, 0))])
+def test_with_mutual_information_the_refinement_ends_at_the_working_grid(iterations, expected):
+    scales, counts = refinement_schedule(iterations, "mi")
+    assert scales == (0.25, 0.5, 1.0) and counts == expected
+
+
 def test_refinement_schedule_refuses_a_negative_count():
     with pytest.raises(ValueError, match="must be >= 0"):
         refinement_schedule(-1)

@@ -113,17 +113,26 @@ def optimise_affine(
 # Refining a network's affine for one pair: Adam iterations at 1/4, then 1/2 of the working grid, from the
 # network's affine (chosen on the validation subjects 1036/1038/1039: benchmarks/tuning/README.md).
 REFINE_SCALES = (0.25, 0.5)
+# With mutual information (a change of contrast) a third level at the working grid follows, two thirds as long again:
+# on coarse levels alone MI stops short (ICBM T1 <- T2-like pairs: Dice 0.66-0.70 after 30 iterations, 0.93-0.94
+# with 20 more at the working grid; benchmarks/tuning/README.md).
+MI_REFINE_SCALES = (0.25, 0.5, 1.0)
 
 
-def refinement_schedule(iterations: int) -> tuple[tuple[float, ...], tuple[int, ...]]:
-    """Scales and per-scale iteration counts of ``iterations`` refinement steps: two thirds at 1/4, the rest at 1/2.
+def refinement_schedule(iterations: int, similarity: str = "lncc") -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """Scales and per-scale iteration counts of ``iterations`` refinement steps: two thirds at 1/4, the rest at 1/2;
+    for ``similarity="mi"``, then two thirds of ``iterations`` more at the working grid.
 
     >>> refinement_schedule(30)
     ((0.25, 0.5), (20, 10))
+    >>> refinement_schedule(30, "mi")
+    ((0.25, 0.5, 1.0), (20, 10, 20))
     """
     if iterations < 0:
         raise ValueError(f"refinement iterations must be >= 0 (got {iterations})")
     coarse = -(-2 * iterations // 3)
+    if similarity == "mi":
+        return MI_REFINE_SCALES, (coarse, iterations - coarse, coarse)
     return REFINE_SCALES, (coarse, iterations - coarse)
 
 
@@ -131,8 +140,9 @@ def refine_affine(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, m
                   init: AffineParameters, centre: Sequence[float], iterations: int,
                   masks: SimilarityMasks = SimilarityMasks(), similarity: str = "lncc") -> AffineParameters:
     """The network methods' affine refinement of one pair: :func:`optimise_affine` from ``init`` for ``iterations``
-    Adam steps on the :func:`refinement_schedule` (``centre``: the fixed centre of mass, LPS mm)."""
-    scales, counts = refinement_schedule(iterations)
+    Adam steps (and, with mutual information, two thirds as many again at the working grid) on the
+    :func:`refinement_schedule` (``centre``: the fixed centre of mass, LPS mm)."""
+    scales, counts = refinement_schedule(iterations, similarity)
     return optimise_affine(fixed, fixed_grid, moving, moving_grid, init, centre, scales=scales, iterations=counts,
                            masks=masks, similarity=similarity)
 
