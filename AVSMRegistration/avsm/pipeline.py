@@ -252,15 +252,15 @@ def register(
             alignment = _run_optimisation(request, inputs, report_progress, timings)
     tick = time.perf_counter()
     report_progress("outputs", 0.0, "warping the moving image on the fixed grid")
-    outputs = _outputs_on_fixed_grid(inputs.fixed_image, inputs.moving_image, alignment.affine, alignment.deformation,
+    outputs = _outputs_on_fixed_grid(inputs.fixed_image, inputs.moving_image, alignment.affine, alignment.pullback_map,
                                      alignment.map_grid, inputs.moving_labels)
     timings["outputs"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started
     report_progress("outputs", 1.0, "done")
     return RegistrationResult(fixed=inputs.fixed_image, warped=outputs["warped"],
-                              transform=full_transform(alignment.affine, alignment.deformation, alignment.map_grid),
+                              transform=full_transform(alignment.affine, alignment.pullback_map, alignment.map_grid),
                               affine=affine_transform(alignment.affine),
-                              inverse=inverse_transform(alignment.affine, alignment.inverse_deformation,
+                              inverse=inverse_transform(alignment.affine, alignment.pushforward_map,
                                                         alignment.map_grid),
                               det_jacobian=outputs["det_jacobian"], folds=outputs["folds"],
                               report=_report(request, inputs, alignment, outputs, timings),
@@ -363,11 +363,12 @@ def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_
 
 @dataclass
 class _Alignment:
-    """A method's answer: the affine, psi^{-1} and psi on ``map_grid`` (None for an affine alone), report entries."""
+    """A method's answer: the affine, the pull-back map psi^{-1} and the push-forward map psi on ``map_grid``
+    (``1 x 3 x d x h x w`` LPS mm points; None for an affine alone), report entries."""
 
     affine: AffineParameters
-    deformation: Optional[torch.Tensor] = None
-    inverse_deformation: Optional[torch.Tensor] = None
+    pullback_map: Optional[torch.Tensor] = None
+    pushforward_map: Optional[torch.Tensor] = None
     map_grid: Optional[Grid] = None
     report: dict = field(default_factory=dict)
 
@@ -382,21 +383,21 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
                          centre=inputs.fixed_centre, masks=inputs.masks, similarity=request.similarity)
     timings["network"] = time.perf_counter() - tick
     info = dict(prediction.info, instance_opt=int(request.instance_opt or 0))
-    alignment = _Alignment(prediction.affine, prediction.deformation, prediction.inverse_deformation,
+    alignment = _Alignment(prediction.affine, prediction.pullback_map, prediction.pushforward_map,
                            prediction.map_grid, {"network": info})
     if not request.instance_opt:
         return alignment
     tick = time.perf_counter()
     settings = dataclasses.replace(request.vsvf_settings or INSTANCE_OPT_SETTINGS, iterations=request.instance_opt,
                                    levels=None)
-    prior = PriorDeformation(alignment.deformation, alignment.inverse_deformation, alignment.map_grid)
+    prior = PriorDeformation(alignment.pullback_map, alignment.pushforward_map, alignment.map_grid)
     refined = optimise_vsvf(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, alignment.affine,
                             settings, prior=prior, masks=inputs.masks,
                             progress=lambda f, m: report_progress("instance_opt", f, m))
     timings["instance_opt"] = time.perf_counter() - tick
     info.update(instance_opt_map_grid_shape=list(refined.map_grid.shape),
                 final_instance_similarity_loss=refined.losses[-1][0])
-    return _Alignment(alignment.affine, refined.deformation.cpu(), refined.inverse_deformation.cpu(), refined.map_grid,
+    return _Alignment(alignment.affine, refined.pullback_map.cpu(), refined.pushforward_map.cpu(), refined.map_grid,
                       alignment.report)
 
 
@@ -422,7 +423,7 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
     vsvf = {"iterations": settings.iterations, "time_steps": settings.time_steps,
             "regularisation": settings.regularisation, "map_grid_shape": list(result.map_grid.shape),
             "final_similarity_loss": result.losses[-1][0] if result.losses else None}
-    return _Alignment(affine, result.deformation.cpu(), result.inverse_deformation.cpu(), result.map_grid,
+    return _Alignment(affine, result.pullback_map.cpu(), result.pushforward_map.cpu(), result.map_grid,
                       {"vsvf": vsvf})
 
 
@@ -462,9 +463,10 @@ def _working_pair(fixed_norm: sitk.Image, moving_norm: sitk.Image, spacing: floa
 
 
 def _outputs_on_fixed_grid(fixed_image: sitk.Image, moving_image: sitk.Image, affine: AffineParameters,
-                           deformation: Optional[torch.Tensor], map_grid: Optional[Grid],
+                           pullback_map: Optional[torch.Tensor], map_grid: Optional[Grid],
                            moving_labels: Optional[sitk.Image]) -> dict:
-    """The full map on the fixed grid, the warped image/labels (one interpolation), det J and folds.
+    """The full map phi = A ∘ psi^{-1} on the fixed grid (``pullback_map`` psi^{-1} on ``map_grid``, None for
+    an affine alone), the warped image/labels (one interpolation), det J and folds.
 
     The full-resolution map is built once, directly in the moving grid's ``grid_sample`` coordinates
     ``q = N phi + n``: the affine and N are applied to the small map before it is resampled (trilinear
@@ -475,12 +477,12 @@ def _outputs_on_fixed_grid(fixed_image: sitk.Image, moving_image: sitk.Image, af
     to_normalised = physical_to_normalised_matrix(moving_grid)  # moving LPS -> grid_sample coordinates
     to_moving = to_normalised @ affine.as_4x4()
     with torch.no_grad():
-        if deformation is None:
+        if pullback_map is None:
             q = physical_points(fixed_grid, then=to_moving)
         else:
-            matrix = torch.as_tensor(to_moving[:3, :3], dtype=deformation.dtype)
-            translation = torch.as_tensor(to_moving[:3, 3], dtype=deformation.dtype)
-            q = resample_map(apply_affine(matrix, translation, deformation), map_grid, fixed_grid,
+            matrix = torch.as_tensor(to_moving[:3, :3], dtype=pullback_map.dtype)
+            translation = torch.as_tensor(to_moving[:3, 3], dtype=pullback_map.dtype)
+            q = resample_map(apply_affine(matrix, translation, pullback_map), map_grid, fixed_grid,
                              chunk_slices=_slab(fixed_grid))
         coordinates = q.permute(0, 2, 3, 4, 1)  # B x D x H x W x 3, as grid_sample takes them
         warped = warp_image_at(image_to_tensor(moving_image), moving_grid, coordinates)
