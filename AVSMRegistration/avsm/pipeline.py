@@ -36,7 +36,8 @@ from .methods import resolve as resolve_choice
 from .metrics import dice_per_label, mean_dice
 from .numerics import flush_denormals
 from .optimisation import (INSTANCE_OPT_SETTINGS, AffineParameters, PriorDeformation, SimilarityMasks, VSVFSettings,
-                           optimise_affine, optimise_vsvf)
+                           field_of_view, optimise_affine, optimise_vsvf)
+from .optimisation.deformation_check import check_deformation
 from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
 from .progress import StagedProgress
 
@@ -322,7 +323,8 @@ class _Inputs:
     fixed_grid: Grid
     moving_w: torch.Tensor
     moving_grid: Grid
-    masks: SimilarityMasks
+    masks: SimilarityMasks  # the user's masks: where the deformable stages compare the images
+    affine_masks: SimilarityMasks  # the user's masks times each image's field of view: the affine stage's
     fixed_centre: np.ndarray  # LPS mm: the centre of the affine's linear part
     initial: AffineParameters  # the affine stage's start
     initial_source: str  # "centre of mass" or "initial transform"
@@ -354,8 +356,10 @@ def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_
                         "foreground lands on moving foreground; check that both images show the same anatomy")
     masks = SimilarityMasks(*(None if image is None else resample_to_grid(image, grid, antialias=False).to(device)
                               for image, grid in ((fixed_mask_image, fixed_grid), (moving_mask_image, moving_grid))))
+    fields_of_view = SimilarityMasks(field_of_view(Grid.of_image(fixed_image), fixed_grid).to(device),
+                                     field_of_view(Grid.of_image(moving_image), moving_grid).to(device))
     return _Inputs(fixed_image, moving_image, fixed_label_image, moving_label_image, fixed_w.to(device), fixed_grid,
-                   moving_w.to(device), moving_grid, masks, fixed_centre, initial, source)
+                   moving_w.to(device), moving_grid, masks, masks.times(fields_of_view), fixed_centre, initial, source)
 
 
 @dataclass
@@ -377,11 +381,19 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
                          inputs.moving_grid, inputs.initial, affine_steps=request.network_affine_steps,
                          vsvf_steps=request.network_vsvf_steps, progress=lambda f, m: report_progress("network", f, m),
                          affine_refine=request.affine_refine,
-                         centre=inputs.fixed_centre, masks=inputs.masks, similarity=request.similarity)
+                         centre=inputs.fixed_centre, masks=inputs.affine_masks, similarity=request.similarity)
     timings["network"] = time.perf_counter() - tick
     info = dict(prediction.info, instance_opt=int(request.instance_opt or 0))
     alignment = _Alignment(prediction.affine, prediction.pullback_map, prediction.pushforward_map,
                            prediction.map_grid, {"network": info})
+    check = check_deformation(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, alignment.affine,
+                              PriorDeformation(alignment.pullback_map, alignment.pushforward_map,
+                                               alignment.map_grid), inputs.masks)
+    info.update(deformation_kept=check.helps, similarity_loss_affine=round(check.affine_loss, 5),
+                similarity_loss_network=round(check.deformed_loss, 5))
+    if not check.helps:  # the network warped the images apart: keep its affine, with an identity deformation
+        identity = physical_points(alignment.map_grid)
+        alignment = _Alignment(alignment.affine, identity, identity.clone(), alignment.map_grid, alignment.report)
     if not request.instance_opt:
         return alignment
     tick = time.perf_counter()
@@ -404,7 +416,7 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
     tick = time.perf_counter()
     schedule = {} if request.affine_iterations is None else {"iterations": (request.affine_iterations,) * 3}
     affine = optimise_affine(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, inputs.initial,
-                             inputs.fixed_centre, **schedule, masks=inputs.masks,
+                             inputs.fixed_centre, **schedule, masks=inputs.affine_masks,
                              similarity=request.similarity,
                              progress=lambda f, m: report_progress("affine", f, m))
     timings["affine"] = time.perf_counter() - tick

@@ -6,11 +6,11 @@ import SimpleITK as sitk
 import torch
 
 from avsm import AVSMError, register
-from avsm.geometry import Grid, physical_points, physical_to_normalised
+from avsm.geometry import Grid, axis_aligned_grid_covering, physical_points, physical_to_normalised
 from avsm.losses import LNCCScale, MultiKernelLNCC
-from avsm.optimisation import SimilarityMasks
+from avsm.optimisation import SimilarityMasks, field_of_view
 
-from engine_fixtures import SAMPLE_DATA
+from engine_fixtures import SAMPLE_DATA, blob_image, oblique_direction
 
 SCALES = (LNCCScale(1 / 4, 1.0, 1),)
 
@@ -34,7 +34,8 @@ def test_what_lies_outside_the_mask_does_not_count():
     mask = torch.zeros_like(fixed)
     mask[..., :8] = 1.0  # the half x < 8
     changed = warped.clone()
-    changed[..., 12:] = torch.rand((1, 1, 16, 16, 4))  # windows of 4 voxels: x >= 12 never meets x < 8
+    changed[..., 12:] = torch.rand((1, 1, 16, 16, 4), generator=torch.Generator().manual_seed(1))
+    # windows of 4 voxels: x >= 12 never meets x < 8
     loss = MultiKernelLNCC(SCALES).against(fixed)
     assert torch.allclose(loss(warped, mask), loss(changed, mask), atol=1e-6)
     assert not torch.allclose(loss(warped), loss(changed), atol=1e-4)
@@ -95,3 +96,33 @@ def test_an_empty_mask_and_a_mask_on_another_grid_are_refused(tmp_path):
     with pytest.raises(AVSMError, match="fixed mask image .* is on a different grid from its image"):
         register(fixed, SAMPLE_DATA / "moving_t1_2mm.nii.gz", method="affine",
                  fixed_mask=SAMPLE_DATA / "moving_brainmask_2mm.nii.gz")
+
+
+def test_the_field_of_view_is_where_simpleitk_resampling_finds_the_image():
+    image = blob_image(direction=oblique_direction(25.0))  # oblique, anisotropic
+    working = axis_aligned_grid_covering(Grid.of_image(image), 1.0, margin_mm=4.0)
+    ones = sitk.Image(image.GetSize(), sitk.sitkFloat32) + 1.0
+    ones.CopyInformation(image)
+    expected = sitk.GetArrayFromImage(sitk.Resample(ones, working.reference_image(), sitk.Transform(),
+                                                    sitk.sitkLinear, 0.0)) > 0.5
+    fraction = field_of_view(Grid.of_image(image), working)[0, 0].numpy()
+    assert fraction.shape == expected.shape and 0.2 < expected.mean() < 0.9
+    assert ((fraction > 0.5) == expected).mean() > 0.999  # only voxel centres on the box's faces may differ
+    assert fraction.min() == 0.0
+
+
+def test_a_partial_field_of_view_does_not_pull_the_affine(tmp_path):
+    """The moving image is the fixed one moved by +6 mm along z and cut below 45 % of its height (a scan that
+    stops above the chin): the affine stage recovers the shift, because only the overlap is compared."""
+    fixed = sitk.ReadImage(str(SAMPLE_DATA / "fixed_t1_2mm.nii.gz"), sitk.sitkFloat32)
+    moved = sitk.Resample(fixed, fixed, sitk.TranslationTransform(3, (0.0, 0.0, 6.0)), sitk.sitkLinear, 0.0)
+    size = list(moved.GetSize())
+    cut = int(0.45 * size[2])
+    moving = sitk.RegionOfInterest(moved, size[:2] + [size[2] - cut], [0, 0, cut])
+    sitk.WriteImage(fixed, str(tmp_path / "fixed.nii.gz"))
+    sitk.WriteImage(moving, str(tmp_path / "moving.nii.gz"))
+    report = register(tmp_path / "fixed.nii.gz", tmp_path / "moving.nii.gz", method="affine", device="cpu").report
+    matrix = np.array(report["affine_matrix"])
+    # fixed -> moving points: z - 6 (the sample's z axis is LPS z)
+    assert np.abs(matrix[:3, 3] - (0.0, 0.0, -6.0)).max() < 1.5
+    assert np.abs(matrix[:3, :3] - np.eye(3)).max() < 0.03

@@ -4,6 +4,9 @@ side), as users of elastix and ANTs give them, e.g. to leave a lesion, a resecti
 A mask is a ``1 x 1 x D x H x W`` tensor in [0, 1] on its image's working grid (1 inside). Each iteration weighs the
 similarity's windows by the fixed mask times the moving mask pulled back through the current map (no gradient
 flows through the masks: they choose where to look, not where to move).
+
+The affine stage also multiplies in each image's field of view (:func:`field_of_view`): where a scan was not
+acquired (beyond an oblique slab, below a cut above the chin) is unknown, not dark, and must not pull the overlap.
 """
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ from typing import Optional
 
 import torch
 
-from ..geometry import Grid
+import numpy as np
+
+from ..geometry import Grid, physical_points
 from ..maps import warp_image_at
 from .pyramid import downsample
 
@@ -32,6 +37,12 @@ class SimilarityMasks:
         return SimilarityMasks(None if self.fixed is None else downsample(self.fixed, fixed_grid, scale)[0],
                                None if self.moving is None else downsample(self.moving, moving_grid, scale)[0])
 
+    def times(self, other: "SimilarityMasks") -> "SimilarityMasks":
+        """Both masks multiplied side by side (a missing mask counts as all ones)."""
+        def product(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+            return b if a is None else a if b is None else a * b
+        return SimilarityMasks(product(self.fixed, other.fixed), product(self.moving, other.moving))
+
     def to(self, device: torch.device) -> "SimilarityMasks":
         return SimilarityMasks(None if self.fixed is None else self.fixed.to(device),
                                None if self.moving is None else self.moving.to(device))
@@ -47,3 +58,15 @@ class SimilarityMasks:
                 pulled = warp_image_at(self.moving, moving_grid, coordinates.detach())
                 weight = pulled if weight is None else weight * pulled
         return weight
+
+
+def field_of_view(image_grid: Grid, working_grid: Grid) -> torch.Tensor:
+    """``1 x 1 x D x H x W`` on ``working_grid``: the part of each voxel inside the field of view of ``image_grid``
+    (its box of voxels, any direction and spacing; 1 inside, 0 beyond, linear across the half voxel at the box's
+    face). On the moving side it also marks points that map beyond the image as not compared, as ITK's metrics
+    do."""
+    to_index = torch.as_tensor(np.linalg.inv(image_grid.index_to_physical_matrix()))
+    index = to_index[:3, :3] @ physical_points(working_grid, dtype=torch.float64).reshape(3, -1) + to_index[:3, 3:]
+    size = torch.as_tensor(image_grid.size_xyz, dtype=torch.float64)[:, None]
+    depth = torch.minimum(index + 0.5, size - 0.5 - index).min(dim=0).values  # voxels inside the box's nearest face
+    return (depth + 0.5).clamp(0.0, 1.0).float().reshape(1, 1, *working_grid.shape)
