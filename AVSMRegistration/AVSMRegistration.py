@@ -32,9 +32,9 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from AVSMRegistrationLib import (CHOICES, DEFAULT_CHOICE, DEFAULT_SIMILARITY, DEVICES, SIMILARITY_LABELS,
-                                 RegistrationJob, RegistrationOptions, choice_by_name, input_problem,
-                                 register_volumes)
+from AVSMRegistrationLib import (CHOICES, DEFAULT_CHOICE, DEFAULT_SIMILARITY, DEVICES, PANEL_BOXES,
+                                 SIMILARITY_LABELS, RegistrationJob, RegistrationOptions, box_state, choice_by_name,
+                                 input_problem, register_volumes)
 from AVSMRegistrationLib.dependencies import (TORCH_REQUIREMENT, installed_problem, installed_version,
                                               optional_import, version_note)
 from AVSMRegistrationLib.engine import describe_device
@@ -74,7 +74,8 @@ ContrastChoice.label = lambda choice: SIMILARITY_LABELS[choice.value]
 
 @parameterNodeWrapper
 class AVSMRegistrationParameterNode:
-    """Panel state, saved with the scene. 0 steps / iterations means "the method's default"."""
+    """Panel state, saved with the scene. 0 steps / iterations means "the method's default". Each Advanced box
+    sets the option of the chosen method that ``AVSMRegistrationLib.PANEL_BOXES`` names for it."""
 
     fixedVolume: vtkMRMLScalarVolumeNode
     movingVolume: vtkMRMLScalarVolumeNode
@@ -190,6 +191,10 @@ class AVSMRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not p:
             return
         self.ui.methodDescriptionLabel.text = choice_by_name(p.method.value).description
+        for box, widget in (("affineSteps", self.ui.affineStepsSpinBox), ("vsvfSteps", self.ui.vsvfStepsSpinBox),
+                            ("instanceOptIterations", self.ui.instanceOptSpinBox),
+                            ("affineRefine", self.ui.affineRefineSpinBox)):
+            widget.enabled, widget.toolTip = box_state(box, p.method.value)
         if self.ui.modelPathLineEdit.currentPath != p.modelPath:
             self.ui.modelPathLineEdit.currentPath = p.modelPath
         self.updateButton()
@@ -251,7 +256,8 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
         neither: the default preset. `fixedMask` / `movingMask`: label maps or segmentations, the images are
         compared only inside them; `initialTransform`: a linear transform node that aligns the moving volume
         placed under it with the fixed one (replaces the centre-of-mass start). Keywords as `AVSMRegistrationLib.register_volumes` (device, model,
-        affineSteps, vsvfSteps, instanceOpt, affineRefine, workingSpacing, similarity ("lncc": same contrast, the
+        networkAffineSteps, networkVsvfSteps, affineRefine, instanceOpt, affineIterations, vsvfIterations: each
+        method takes its own; workingSpacing, similarity ("lncc": same contrast, the
         default; "mi": mutual information, e.g. T1 against T2), output*=True/False/node, outputInverse, showGrid,
         progress, keepFiles)."""
         self.ensureDependencies()
@@ -273,9 +279,8 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def _options(p: AVSMRegistrationParameterNode) -> RegistrationOptions:
-        return RegistrationOptions.from_panel(p.method.value, p.device.value, p.modelPath, p.affineSteps,
-                                              p.vsvfSteps, p.instanceOptIterations, p.affineRefine,
-                                              p.contrast.value)
+        return RegistrationOptions.from_panel(p.method.value, p.device.value, p.modelPath,
+                                              {box: getattr(p, box) for box in PANEL_BOXES}, p.contrast.value)
 
     def inputProblem(self, p: AVSMRegistrationParameterNode) -> Optional[str]:
         """Why Register is disabled (one sentence), or None."""
@@ -407,7 +412,7 @@ class AVSMRegistrationTest(ScriptedLoadableModuleTest):
             return
         self.delayDisplay("vSVF registration of the bundled sample pair in a background process")
         fixed, moving, fixedMask, movingMask = self._loadSampleData()
-        options = RegistrationOptions(method="vsvf-opt", device="cpu", affine_steps=20, vsvf_steps=20,
+        options = RegistrationOptions(method="vsvf-opt", device="cpu", affine_iterations=20, vsvf_iterations=20,
                                       working_spacing=4.0)
         errors = []
         run = RunController(report_error=errors.append)

@@ -160,8 +160,9 @@ def run_avsm(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
 def run_network(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
     import avsm
 
-    steps = {"affine-net": dict(vsvf_steps=0), "avsm": dict(vsvf_steps=2), "avsm-3": dict(vsvf_steps=3),
-                  "avsm-io": dict(vsvf_steps=2, instance_opt=args.instance_opt), "voxelmorph": {}}
+    steps = {"affine-net": dict(network_vsvf_steps=0), "avsm": dict(network_vsvf_steps=2),
+             "avsm-3": dict(network_vsvf_steps=3),
+             "avsm-io": dict(network_vsvf_steps=2, instance_opt=args.instance_opt), "voxelmorph": {}}
     base = method[:-2] if method.endswith("-r") else method
     options = dict(method="voxelmorph" if base == "voxelmorph" else "avsm",
                    model=args.voxelmorph_model if base == "voxelmorph" else args.avsm_model, **steps[base])

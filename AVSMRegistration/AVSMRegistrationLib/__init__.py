@@ -12,7 +12,7 @@ state machine) and `dependencies` (the torch range and the installed versions).
 """
 from .errors import RegistrationCancelled, RegistrationFailed, RegistrationInputError
 from .options import (CHOICES, DEFAULT_CHOICE, DEFAULT_SIMILARITY, DEVICES, OPTIONAL_OUTPUT_KEYS, OUTPUT_KEYS,
-                      SIMILARITY_LABELS, Choice, RegistrationOptions, choice_by_name)
+                      PANEL_BOXES, SIMILARITY_LABELS, Choice, RegistrationOptions, box_state, choice_by_name)
 from .outputs import RegistrationNodes
 from .registration import RegistrationJob, register_volumes
 from .run_state import RunController, RunState
@@ -20,8 +20,8 @@ from .validation import check_inputs, input_problem
 
 __all__ = [
     "CHOICES", "Choice", "DEFAULT_CHOICE", "DEFAULT_SIMILARITY", "DEVICES", "OPTIONAL_OUTPUT_KEYS",
-    "OUTPUT_KEYS",
+    "OUTPUT_KEYS", "PANEL_BOXES",
     "RegistrationCancelled", "RegistrationFailed", "RegistrationInputError", "RegistrationJob",
     "RegistrationNodes", "RegistrationOptions", "RunController", "RunState", "SIMILARITY_LABELS", "check_inputs",
-    "choice_by_name", "input_problem", "register_volumes",
+    "box_state", "choice_by_name", "input_problem", "register_volumes",
 ]

@@ -1,8 +1,8 @@
 """The panel's method choices, devices and run options: one typed object, validated once.
 
-The presets and methods, and the default, are the engine's (``avsm.methods``); this module only turns them
-into the panel's list. The same defaults serve the panel, the console call and the background command line,
-so the three entry points cannot drift apart.
+The presets and methods, the options each method takes, and the default, are the engine's (``avsm.methods``);
+this module only turns them into the panel's list and boxes. The same defaults and checks serve the panel, the
+console call and the background command line, so the three entry points cannot drift apart.
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 from avsm.errors import AVSMError
 # torch-free: import avsm loads no pipeline
-from avsm.methods import DEFAULT_PRESET, METHODS, PRESETS, SIMILARITIES, resolve
+from avsm.methods import (DEFAULT_PRESET, METHODS, OPTIONS, PRESETS, SIMILARITIES, Option, check_options,
+                          option_help, resolve)
 
 from .errors import RegistrationInputError
 
@@ -71,9 +72,31 @@ SIMILARITY_LABELS = {"lncc": "Same contrast (local correlation)",
 DEFAULT_SIMILARITY = SIMILARITIES[0]
 """The engine's default (mk-LNCC, same contrast)."""
 
-NETWORK_OPTIONS = (("model", "A model"), ("affine_refine", "Affine refinement"),
-                   ("instance_opt", "Instance optimisation"))
-"""Options that only the methods with a network take, with how a refusal names them."""
+PANEL_BOXES = {"affineSteps": ("network_affine_steps", "affine_iterations"),
+               "vsvfSteps": ("network_vsvf_steps", "vsvf_iterations"),
+               "instanceOptIterations": ("instance_opt",), "affineRefine": ("affine_refine",)}
+"""The panel's Advanced boxes (parameter-node names) and the engine options each one sets: the one that the
+chosen method takes (``avsm.methods``); for a method that takes none of them the box is ignored."""
+
+METHOD_OPTIONS = tuple(name for name, option in OPTIONS.items() if option.command_line)
+"""The methods' options that the panel, the console call and the command line pass (all but Python objects)."""
+
+
+def box_option(box: str, method: str) -> Option | None:
+    """The option that the panel's ``box`` sets when ``method`` runs, or None."""
+    taken = METHODS[method].option_names
+    return next((OPTIONS[name] for name in PANEL_BOXES[box] if name in taken), None)
+
+
+def box_state(box: str, choice: str) -> tuple[bool, str]:
+    """(enabled, tooltip) of the panel's ``box`` when the preset or method ``choice`` is chosen: the tooltip is
+    the declaration's help of the option it sets."""
+    chosen = choice_by_name(choice)
+    method, _ = resolve(chosen.preset, chosen.method)
+    option = box_option(box, method)
+    if option is None:
+        return False, f"Not used by {METHODS[method].title}."
+    return True, f"{option_help(option)}. 'default': the preset's or the method's own."
 
 
 @dataclass(frozen=True)
@@ -86,29 +109,24 @@ class RegistrationOptions:
     method: str | None = None
     device: str = "auto"
     model: str | None = None
-    affine_steps: int | None = None
-    vsvf_steps: int | None = None
+    network_affine_steps: int | None = None  # the method's options, as avsm.methods declares them
+    network_vsvf_steps: int | None = None
+    affine_refine: int | None = None
     instance_opt: int | None = None
+    affine_iterations: int | None = None
+    vsvf_iterations: int | None = None
     working_spacing: float | None = None
-    affine_refine: int | None = None  # network methods; None: the engine's default (30), 0: off
     similarity: str | None = None  # the affine stage's: "lncc" or "mi"; None: the engine's default (lncc)
 
     def validated(self) -> "RegistrationOptions":
         """These options, checked, with the default preset named when neither preset nor method is."""
-        try:
-            method, _ = resolve(self.preset, self.method)  # the engine's one-line refusal, as it is
+        try:  # the engine's one-line refusals, as they are
+            method, preset_options = resolve(self.preset, self.method)
+            check_options(method, {name: self._given(name) for name in METHOD_OPTIONS}, preset_options)
         except AVSMError as error:
             raise RegistrationInputError(str(error)) from None
         if self.device not in DEVICES:
             raise RegistrationInputError(f"Unknown device '{self.device}'; choose one of: {', '.join(DEVICES)}.")
-        for name in ("affine_steps", "vsvf_steps", "instance_opt", "affine_refine"):
-            value = getattr(self, name)
-            if value is not None and (int(value) != value or value < 0):
-                raise RegistrationInputError(f"{name.replace('_', ' ')} must be a whole number >= 0, got {value}.")
-        if not METHODS[method].network:
-            for name, what in NETWORK_OPTIONS:
-                if getattr(self, name) not in (None, ""):
-                    raise RegistrationInputError(f"{what} applies to the network methods, not to '{method}'.")
         if self.similarity is not None and self.similarity not in SIMILARITIES:
             raise RegistrationInputError(f"Unknown similarity '{self.similarity}'; choose one of: "
                                          f"{', '.join(SIMILARITIES)}.")
@@ -122,15 +140,15 @@ class RegistrationOptions:
             return self.replace(preset=DEFAULT_PRESET)
         return self
 
+    def _given(self, name: str):
+        """The value of field ``name``, None when it is not set (an empty model is not set)."""
+        value = getattr(self, name)
+        return None if value == "" else value
+
     def engine_kwargs(self) -> dict:
         """Keyword arguments of `avsm.register` (only the ones that are set)."""
-        kwargs = {}
-        for name in ("preset", "method", "device", "model", "affine_steps", "vsvf_steps", "instance_opt",
-                     "working_spacing", "affine_refine", "similarity"):
-            value = getattr(self, name)
-            if value not in (None, ""):
-                kwargs[name] = value
-        return kwargs
+        names = ("preset", "method", "device", *METHOD_OPTIONS, "working_spacing", "similarity")
+        return {name: self._given(name) for name in names if self._given(name) is not None}
 
     def command_line(self) -> list[str]:
         """The same options as `avsm register` arguments."""
@@ -140,20 +158,24 @@ class RegistrationOptions:
         return args
 
     @classmethod
-    def from_panel(cls, choice: str, device: str, model: str, affine_steps: int, vsvf_steps: int,
-                   instance_opt: int, affine_refine: int, similarity: str | None = None) -> "RegistrationOptions":
-        """The panel's values: 0 steps or iterations and -1 affine refinement mean "the default", an empty
-        model the bundled one; the instance-optimisation and affine-refinement boxes (and the model) are
-        ignored for a choice whose method has no network (the engine refuses them there); ``similarity`` (the
-        Contrast box) is passed only when it is not the engine's default, so the command line stays as short."""
+    def from_panel(cls, choice: str, device: str, model: str, boxes: dict, similarity: str | None = None
+                   ) -> "RegistrationOptions":
+        """The panel's values: ``boxes`` by parameter-node name (``PANEL_BOXES``), where 0 steps or iterations
+        and -1 affine refinement mean "the default"; an empty model means the bundled one. Each box sets the
+        option of its own that the chosen method takes (``box_option``) and is ignored for a method that takes
+        none (the engine would refuse it), and so is the model; ``similarity`` (the Contrast box) is passed only
+        when it is not the engine's default, so the command line stays as short."""
         chosen = choice_by_name(choice)
-        network = chosen.network
+        method, _ = resolve(chosen.preset, chosen.method)
+        options = {}
+        for box, value in boxes.items():
+            option = box_option(box, method)
+            if option is not None and (value >= 0 if box == "affineRefine" else value > 0):
+                options[option.name] = int(value)
+        if "model" in METHODS[method].option_names:
+            options["model"] = model.strip() or None
         return cls(preset=chosen.preset, method=chosen.method, device=device,
-                   model=(model.strip() or None) if network else None,
-                   affine_steps=affine_steps or None, vsvf_steps=vsvf_steps or None,
-                   instance_opt=(instance_opt or None) if network else None,
-                   affine_refine=int(affine_refine) if network and affine_refine >= 0 else None,
-                   similarity=similarity if similarity and similarity != DEFAULT_SIMILARITY else None)
+                   similarity=similarity if similarity and similarity != DEFAULT_SIMILARITY else None, **options)
 
     def replace(self, **changes) -> "RegistrationOptions":
         return dataclasses.replace(self, **changes)

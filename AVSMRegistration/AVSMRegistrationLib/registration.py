@@ -150,8 +150,10 @@ class RegistrationJob:
 
 def register_volumes(fixedNode, movingNode, method: str | None = None, movingLabels=None, fixedLabels=None,
                      preset: str | None = None, device: str = "auto", model: str | None = None,
-                     affineSteps: int | None = None, vsvfSteps: int | None = None, instanceOpt: int | None = None,
-                     workingSpacing: float | None = None, affineRefine: int | None = None,
+                     networkAffineSteps: int | None = None, networkVsvfSteps: int | None = None,
+                     affineRefine: int | None = None, instanceOpt: int | None = None,
+                     affineIterations: int | None = None, vsvfIterations: int | None = None,
+                     workingSpacing: float | None = None,
                      outputTransform=True, outputAffine=True, outputWarped=True, outputWarpedLabels=True,
                      outputJacobian=True, outputFolds=True, showGrid: bool = True,
                      progress: ProgressCallback | None = None, log: Callable[[str], None] | None = None,
@@ -163,7 +165,10 @@ def register_volumes(fixedNode, movingNode, method: str | None = None, movingLab
 
     `preset` ("fast", "default", "accurate") or `method` ("avsm", "voxelmorph", "vsvf-opt", "affine") as in
     `avsm.register`: neither runs the default preset, a method alone runs it with its own defaults, both must
-    agree (`avsm.methods` lists them). Each output* is True (create a new node, the default), False/None
+    agree (`avsm.methods` lists them). The method's options, each refused by a method that does not take it
+    (`avsm.methods` declares them): networkAffineSteps, networkVsvfSteps (the networks' test-time steps),
+    affineRefine, instanceOpt and model (network methods), affineIterations and vsvfIterations (the affine
+    and vSVF optimisations' iterations). Each output* is True (create a new node, the default), False/None
     (skip it) or an existing node to fill; outputInverse (the moving -> fixed inverse transform) is off
     unless asked for.
     `fixedMask` / `movingMask` (label map or segmentation, non-zero or any segment: inside): the images are
@@ -177,8 +182,10 @@ def register_volumes(fixedNode, movingNode, method: str | None = None, movingLab
     instead of calling it in this process.
     """
     options = RegistrationOptions(preset=preset, method=method, device=device, model=model or None,
-                                  affine_steps=affineSteps, vsvf_steps=vsvfSteps, instance_opt=instanceOpt, working_spacing=workingSpacing,
-                                  affine_refine=affineRefine, similarity=similarity)
+                                  network_affine_steps=networkAffineSteps, network_vsvf_steps=networkVsvfSteps,
+                                  affine_refine=affineRefine, instance_opt=instanceOpt,
+                                  affine_iterations=affineIterations, vsvf_iterations=vsvfIterations,
+                                  working_spacing=workingSpacing, similarity=similarity)
     outputs = dict(zip(OUTPUT_KEYS, (outputTransform, outputAffine, outputWarped, outputWarpedLabels,
                                      outputJacobian, outputFolds, outputInverse)))
     job = RegistrationJob(fixedNode, movingNode, movingLabels, fixedLabels, options, outputs, showGrid,

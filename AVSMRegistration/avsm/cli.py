@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import AVSMError
-from .methods import DEFAULT_PRESET, METHOD_NAMES, PRESET_NAMES, PRESETS, SIMILARITIES, resolve
+from .methods import (DEFAULT_PRESET, METHOD_NAMES, METHODS, OPTIONS, PRESET_NAMES, PRESETS, SIMILARITIES,
+                      check_options, option_help, resolve)
 from .output_folder import check_writable
 
 SAMPLE_DATA = Path(__file__).parent / "sample_data"
@@ -27,7 +28,6 @@ def _register_arguments(parser: argparse.ArgumentParser, with_inputs: bool = Tru
                         + f" (default {DEFAULT_PRESET}, when no --method is given)")
     parser.add_argument("--method", default=None, help=f"{' | '.join(METHOD_NAMES)}: the method alone, with its own "
                         "defaults (instead of a preset)")
-    parser.add_argument("--model", default=None, help="model name or checkpoint path (network methods)")
     parser.add_argument("--moving-labels", default=None, help="label map on the moving image's grid")
     parser.add_argument("--fixed-labels", default=None, help="label map on the fixed image's grid (Dice in the report)")
     parser.add_argument("--fixed-mask", default=None,
@@ -40,17 +40,13 @@ def _register_arguments(parser: argparse.ArgumentParser, with_inputs: bool = Tru
                         help="the affine stage's similarity: lncc (local correlation, same contrast) or mi (mutual "
                              "information, e.g. T1 against T2 or FLAIR); default lncc")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--affine-steps", type=int, default=None, help="affine optimisation steps per scale")
-    parser.add_argument("--vsvf-steps", type=int, default=None,
-                        help="vsvf-opt: optimisation iterations; avsm: the network's vSVF steps")
-    parser.add_argument("--instance-opt", type=int, default=None,
-                        help="network methods: iterations of one more vSVF step optimised for this pair at the network's "
-                             "grid after the network (instance optimisation; 0: none)")
-    parser.add_argument("--affine-refine", type=int, default=None,
-                        help="network methods: mk-LNCC iterations refining the affine network's result for this pair "
-                             "before the deformable network (default 30; 0: the network's affine as it is)")
+    for option in OPTIONS.values():  # each method's own (avsm.methods); a method refuses the others
+        if option.command_line:
+            parser.add_argument(option.flag, type=option.type, default=None, help=option_help(option),
+                                metavar="N" if option.type is int else None)
+    spacings = ", ".join(f"{m.working_spacing_mm:g} {m.name}" for m in METHODS.values() if m.working_spacing_mm)
     parser.add_argument("--working-spacing", type=float, default=None,
-                        help="working grid spacing in mm (default: 3 affine, 2 vsvf-opt; a bundled network's manifest "
+                        help=f"working grid spacing in mm (default: {spacings}; a bundled network's manifest "
                              "inference_spacing_mm, else its training grid)")
     parser.add_argument("--progress", default=None, choices=("json", "bar", "none"),
                         help="progress style (default: bar on a terminal, none otherwise)")
@@ -79,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _method_options(args: argparse.Namespace) -> dict:
+    """The methods' options as parsed (None: not given), by ``avsm.register`` keyword."""
+    return {name: getattr(args, name) for name, option in OPTIONS.items() if option.command_line}
 
 
 def _progress(style: Optional[str]):
@@ -103,12 +102,10 @@ def run_register(args: argparse.Namespace, fixed: str, moving: str, outdir: str,
     callback, bar = _progress(args.progress)
     try:
         result = register(fixed, moving, method=args.method, preset=args.preset, moving_labels=moving_labels,
-                          fixed_labels=fixed_labels,
-                          device=args.device, model=args.model, affine_steps=args.affine_steps,
-                          vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, progress=callback,
-                          working_spacing=args.working_spacing, affine_refine=args.affine_refine,
-                          fixed_mask=args.fixed_mask, moving_mask=args.moving_mask,
-                          initial_transform=args.initial_transform, similarity=args.similarity)
+                          fixed_labels=fixed_labels, device=args.device, progress=callback,
+                          working_spacing=args.working_spacing, fixed_mask=args.fixed_mask,
+                          moving_mask=args.moving_mask, initial_transform=args.initial_transform,
+                          similarity=args.similarity, **_method_options(args))
         saved = result.save(outdir)
     finally:
         if bar is not None:
@@ -138,22 +135,18 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_batch_command(args: argparse.Namespace) -> int:
     from .batch import run_batch
-    from .pipeline import refuse_network_option
 
     if not args.output:
         raise AVSMError("avsm batch needs an output folder: -o OUTDIR")
     if args.workers < 1:
         raise AVSMError(f"--workers must be at least 1 (got {args.workers})")
-    method, _ = resolve(args.preset, args.method)
-    for name in ("affine-refine", "instance-opt", "model"):
-        refuse_network_option(name, getattr(args, name.replace("-", "_")), method)
+    method, preset_options = resolve(args.preset, args.method)
+    check_options(method, _method_options(args), preset_options)  # before any pair
     check_writable(args.output)
     callback, bar = _progress(args.progress)
-    options = dict(method=args.method, preset=args.preset, device=args.device, model=args.model,
-                   affine_steps=args.affine_steps,
-                   vsvf_steps=args.vsvf_steps, instance_opt=args.instance_opt, working_spacing=args.working_spacing,
-                   affine_refine=args.affine_refine, fixed_mask=args.fixed_mask, moving_mask=args.moving_mask,
-                   initial_transform=args.initial_transform, similarity=args.similarity)
+    options = dict(method=args.method, preset=args.preset, device=args.device, working_spacing=args.working_spacing,
+                   fixed_mask=args.fixed_mask, moving_mask=args.moving_mask,
+                   initial_transform=args.initial_transform, similarity=args.similarity, **_method_options(args))
     try:
         records = run_batch(args.pairs, args.output, options, workers=args.workers, progress=callback)
     finally:

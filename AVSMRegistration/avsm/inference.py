@@ -1,6 +1,6 @@
 """Network inference for the pipeline: load a checkpoint, run the affine and deformable networks on the
 working grids. Instance optimisation of one pair is a further vSVF step composed after the
-network's deformation at the optimisation's working grid (``avsm.pipeline``, ``optimise_vsvf(prior=...)``).
+network's pull-back map at the optimisation's working grid (``avsm.pipeline``, ``optimise_vsvf(prior=...)``).
 
 A checkpoint (bundled or from ``avsm train``) is a dict ``{"config": NetworkConfig dict, "state_dict": ...,
 "working_spacing_mm": float}`` (training checkpoints carry more keys, which are ignored here), read with
@@ -34,11 +34,17 @@ class LoadedNetwork:
 
 @dataclass
 class Prediction:
-    """What the pipeline needs: the affine, psi^{-1} and psi (or None) on ``map_grid``, and a report dict."""
+    """What the pipeline needs: the affine, the deformable part's two maps on ``map_grid``, and a report dict.
+
+    ``pullback_map`` is psi^{-1}: for each point x of ``map_grid`` (the fixed side) the point psi^{-1}(x) that
+    the affine then takes into the moving image (the full pull-back map is phi = A ∘ psi^{-1});
+    ``pushforward_map`` is psi, its inverse, on the same grid (None when the network did not compute it). Both
+    are ``1 x 3 x d x h x w`` physical points, LPS mm, components (x, y, z).
+    """
 
     affine: AffineParameters
-    deformation: Optional[torch.Tensor]  # 1 x 3 x d x h x w physical points on map_grid (psi^{-1})
-    inverse_deformation: Optional[torch.Tensor]  # psi
+    pullback_map: Optional[torch.Tensor]  # psi^{-1}
+    pushforward_map: Optional[torch.Tensor]  # psi
     map_grid: Optional[Grid]
     info: dict
 
@@ -136,6 +142,6 @@ def predict(method: str, checkpoint_entry: ModelEntry, fixed_w: torch.Tensor, fi
             "map_grid_shape": list(output.map_grid.shape),
             "timings": {k: round(v, 3) for k, v in timings.items()}}
     # clone outside inference mode: the maps may enter autograd later (instance optimisation composes them)
-    inverse = output.inverse.cpu().clone() if output.inverse is not None else None
-    return Prediction(AffineParameters(matrix, translation), output.deformation.cpu().clone(), inverse,
+    pushforward = output.pushforward_map.cpu().clone() if output.pushforward_map is not None else None
+    return Prediction(AffineParameters(matrix, translation), output.pullback_map.cpu().clone(), pushforward,
                       output.map_grid, info)

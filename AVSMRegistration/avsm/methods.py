@@ -5,9 +5,15 @@ default (``DEFAULT_PRESET``) is written here and nowhere else. A method is an al
 with settings, named for what the user wants (``fast``, ``default``, ``accurate``). Each preset carries a one-line
 summary of its measured accuracy and time for the panel; the tables and the commands that made them are in
 ``docs/benchmarks.md``.
+
+Each method declares the options it takes (:class:`Option`: an ``avsm.register`` keyword and, most of them, an
+``avsm register`` flag); an option's name has one meaning for every method that takes it, and a method refuses
+the options it does not declare (:func:`check_options`). The inputs and the settings that every method takes
+(images, labels, masks, initial transform, device, working spacing, similarity) are not declared per method.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping, Optional
@@ -16,38 +22,100 @@ from .errors import AVSMError
 
 
 @dataclass(frozen=True)
+class Option:
+    """An option of one or more methods: the ``avsm.register`` keyword ``name`` and, when ``command_line``, the
+    flag ``--name-with-dashes`` whose values are parsed as ``type`` (``int`` options take whole numbers only).
+    ``default`` None: decided at run time, as ``description`` says (the model's own count, the optimiser's
+    schedule); ``minimum``: the smallest number accepted."""
+
+    name: str
+    type: type
+    description: str
+    default: Any = None
+    minimum: Optional[int] = None
+    command_line: bool = True
+
+    @property
+    def flag(self) -> Optional[str]:
+        return "--" + self.name.replace("_", "-") if self.command_line else None
+
+    @property
+    def label(self) -> str:
+        """How a message names the option: the keyword, and the flag when there is one."""
+        return f"{self.name} ({self.flag})" if self.command_line else self.name
+
+    def check(self, value: Any) -> None:
+        """Refuse a value of the wrong type or below ``minimum``, in one line naming the option."""
+        if self.type is int and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+            raise AVSMError(f"{self.name} must be a whole number (got {value!r})")
+        if self.minimum is not None and value < self.minimum:
+            raise AVSMError(f"{self.name} must be >= {self.minimum} (got {value})")
+
+
+# Instance-optimisation iterations of the default preset (chosen on the validation subjects, see
+# benchmarks/tuning/README.md).
+DEFAULT_INSTANCE_OPT = 30
+
+MODEL = Option("model", str, "model name or checkpoint path (default: the method's bundled model)")
+NETWORK_AFFINE_STEPS = Option("network_affine_steps", int, "recurrent steps of the affine network at test time "
+                              "(default: the model's own)", minimum=0)
+NETWORK_VSVF_STEPS = Option("network_vsvf_steps", int, "vSVF steps of the deformable network at test time "
+                            "(default: the model's own; 0: the affine network alone)", minimum=0)
+AFFINE_REFINE = Option("affine_refine", int, "mk-LNCC iterations refining the affine network's result for this pair "
+                       "before the deformable network (0: the network's affine as it is)", default=30, minimum=0)
+INSTANCE_OPT = Option("instance_opt", int, "iterations of one more vSVF step optimised for this pair at the "
+                      "network's grid after the network (instance optimisation; 0: none)", default=0, minimum=0)
+AFFINE_ITERATIONS = Option("affine_iterations", int, "Adam iterations of the affine optimisation at each level of "
+                           "its image pyramid (default: the optimiser's schedule, most at the coarsest level)",
+                           minimum=0)
+VSVF_ITERATIONS = Option("vsvf_iterations", int, "Adam iterations of the vSVF optimisation, all at the working grid "
+                         "(default: those of the vSVF settings)", minimum=0)
+VSVF_SETTINGS = Option("vsvf_settings", object, "avsm.optimisation.VSVFSettings of the vSVF optimisation (vsvf-opt) "
+                       "or of the instance optimisation (network methods; its iteration count is instance_opt)",
+                       command_line=False)
+
+
+@dataclass(frozen=True)
 class Method:
-    """A registration algorithm; ``network`` methods need a trained model (bundled or ``--model``)."""
+    """A registration algorithm and the options it takes; ``network`` methods need a trained model (bundled or
+    ``--model``); ``working_spacing_mm``: its working grid when none is asked for (None: the model's)."""
 
     name: str
     title: str
     description: str
     network: bool
+    options: tuple[Option, ...]
+    working_spacing_mm: Optional[float] = None
+
+    @property
+    def option_names(self) -> tuple[str, ...]:
+        return tuple(option.name for option in self.options)
 
 
 METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
     Method("avsm", "AVSM network", "Affine and multi-step vSVF networks (one pass), optionally refined for the pair "
-           "by instance optimisation.", network=True),
+           "by instance optimisation.", network=True,
+           options=(MODEL, NETWORK_AFFINE_STEPS, NETWORK_VSVF_STEPS, AFFINE_REFINE, INSTANCE_OPT, VSVF_SETTINGS)),
     Method("voxelmorph", "VoxelMorph network", "Affine network, then a VoxelMorph U-net (diffeomorphic, one pass).",
-           network=True),
+           network=True, options=(MODEL, NETWORK_AFFINE_STEPS, AFFINE_REFINE, INSTANCE_OPT, VSVF_SETTINGS)),
     Method("vsvf-opt", "vSVF optimisation", "No network: multi-scale affine optimisation, then the vSVF momentum "
-           "optimised for this pair.", network=False),
-    Method("affine", "Affine optimisation", "No network: multi-scale affine optimisation only.", network=False),
+           "optimised for this pair.", network=False, options=(AFFINE_ITERATIONS, VSVF_ITERATIONS, VSVF_SETTINGS),
+           working_spacing_mm=2.0),
+    Method("affine", "Affine optimisation", "No network: multi-scale affine optimisation only.", network=False,
+           options=(AFFINE_ITERATIONS,), working_spacing_mm=3.0),
 )})
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
 # The affine stage's similarities (avsm.losses.affine_similarity): mk-LNCC, or normalised mutual information for
 # images of different contrasts.
 SIMILARITIES: tuple[str, ...] = ("lncc", "mi")
 NETWORK_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if m.network)
-
-# Instance-optimisation iterations of the default preset (chosen on the validation subjects, see
-# benchmarks/tuning/README.md).
-DEFAULT_INSTANCE_OPT = 30
+OPTIONS: Mapping[str, Option] = MappingProxyType({o.name: o for m in METHODS.values() for o in m.options})
+"""Every method's options by name, each once, in the order the methods declare them."""
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A method with settings: ``options`` are ``avsm.register`` keyword arguments that the caller may override;
+    """A method with settings: ``options`` are options of its method that the caller may override;
     ``measured``: its accuracy and time as the benchmarks measured them (docs/benchmarks.md), for the panel."""
 
     name: str
@@ -98,3 +166,45 @@ def resolve(preset: Optional[str], method: Optional[str]) -> tuple[str, Mapping[
         check_method_name(method)
         raise AVSMError(f"preset '{name}' runs method '{chosen.method}', not '{method}': give one of --preset and --method")
     return chosen.method, chosen.options
+
+
+def methods_taking(name: str) -> tuple[str, ...]:
+    """The methods that declare the option ``name``."""
+    return tuple(method.name for method in METHODS.values() if name in method.option_names)
+
+
+def option_help(option: Option) -> str:
+    """One line for ``--help`` and the panel: the methods that take ``option``, what it is, its default and the
+    presets that set it."""
+    text = f"{', '.join(methods_taking(option.name))}: {option.description}"
+    if option.default is not None:
+        text += f"; default {option.default}"
+    presets = ", ".join(f"{p.name} {p.options[option.name]}" for p in PRESETS.values() if option.name in p.options)
+    if presets:
+        text += f" (presets: {presets})"
+    return text
+
+
+def check_options(method: str, given: Mapping[str, Any], preset_options: Mapping[str, Any] = MappingProxyType({})
+                  ) -> dict[str, Any]:
+    """Every option ``method`` declares, with its value: ``given`` (None: not given), else the preset's, else the
+    option's default. Refuses, in one line naming the option and the method, an option given that the method
+    does not declare, and values of the wrong type or range."""
+    declared = check_method_name(method).option_names
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name not in OPTIONS:
+            raise AVSMError(f"unknown option '{name}'; the options are {', '.join(OPTIONS)}")
+        if name not in declared:
+            raise AVSMError(f"option {OPTIONS[name].label} does not apply to method '{method}', which takes "
+                            f"{', '.join(declared)}")
+    values = {}
+    for option in METHODS[method].options:
+        value = given.get(option.name)
+        if value is None:
+            value = preset_options.get(option.name, option.default)
+        if value is not None:
+            option.check(value)
+        values[option.name] = value
+    return values

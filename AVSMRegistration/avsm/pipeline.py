@@ -31,7 +31,7 @@ from .imageio import (ImageLike, TransformLike, read_intensity_image, read_label
 from .inference import LoadedNetwork, load_network, predict
 from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image_at, warp_labels, warp_labels_at
-from .methods import DEFAULT_PRESET, METHOD_NAMES, NETWORK_METHODS, SIMILARITIES, check_method_name
+from .methods import DEFAULT_PRESET, METHODS, SIMILARITIES, check_method_name, check_options
 from .methods import resolve as resolve_choice
 from .metrics import dice_per_label, mean_dice
 from .numerics import flush_denormals
@@ -41,11 +41,7 @@ from .optimisation.deformation_check import check_deformation
 from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
 from .progress import StagedProgress
 
-METHODS = METHOD_NAMES
-DEFAULT_WORKING_SPACING = {"affine": 3.0, "vsvf-opt": 2.0}
 MIN_OVERLAP_FRACTION = 0.05
-# Network methods: Adam iterations refining the affine network's result for the pair (``--affine-refine``).
-DEFAULT_AFFINE_REFINE = 30
 # Output grids above this many voxels are processed in slabs to bound peak memory.
 SLAB_VOXELS = 4_000_000
 
@@ -164,13 +160,6 @@ def check_method(method: str, model: Optional[str] = None):
     return None
 
 
-def refuse_network_option(name: str, value, method: str) -> None:
-    """Refuse a network-only option (``--model``, ``--affine-refine``, ``--instance-opt``) given with a method
-    without a network."""
-    if value is not None and method not in NETWORK_METHODS:
-        raise AVSMError(f"--{name} applies to the network methods ({', '.join(NETWORK_METHODS)}), not to '{method}'")
-
-
 def foreground_overlap(fixed_w: torch.Tensor, fixed_grid: Grid, moving_w: torch.Tensor, moving_grid: Grid,
                        affine: AffineParameters) -> float:
     """Fraction of the fixed foreground (working intensity > 0.1 of [0, 1]) landing on moving foreground."""
@@ -183,10 +172,10 @@ def foreground_overlap(fixed_w: torch.Tensor, fixed_grid: Grid, moving_w: torch.
 
 
 def default_working_spacing(method: str, model_entry: Optional[ModelEntry], network: Optional[LoadedNetwork]) -> float:
-    """The working grid (isotropic mm) when none is asked for: 3 mm for affine and 2 mm for vsvf-opt; for a
-    network, its manifest's ``inference_spacing_mm`` (chosen on validation pairs), else the grid it was trained on."""
+    """The working grid (isotropic mm) when none is asked for: the method's (``avsm.methods``); for a network,
+    its manifest's ``inference_spacing_mm`` (chosen on validation pairs), else the grid it was trained on."""
     if network is None:
-        return DEFAULT_WORKING_SPACING[method]
+        return METHODS[method].working_spacing_mm
     return model_entry.inference_spacing_mm or network.working_spacing_mm
 
 
@@ -198,8 +187,8 @@ def register(
     fixed_labels: Optional[ImageLike] = None,
     device: str = "auto",
     model: Optional[str] = None,
-    affine_steps: Optional[int] = None,
-    vsvf_steps: Optional[int] = None,
+    network_affine_steps: Optional[int] = None,
+    network_vsvf_steps: Optional[int] = None,
     instance_opt: Optional[int] = None,
     progress: Optional[Callable[[str, float, str], None]] = None,
     working_spacing: Optional[float] = None,
@@ -210,19 +199,29 @@ def register(
     moving_mask: Optional[ImageLike] = None,
     initial_transform: Optional[TransformLike] = None,
     similarity: str = "lncc",
+    affine_iterations: Optional[int] = None,
+    vsvf_iterations: Optional[int] = None,
 ) -> RegistrationResult:
     """Register ``moving`` to ``fixed`` (SimpleITK images or paths) and return every output in memory.
 
     ``preset``: "fast", "default" or "accurate" (``avsm.methods.PRESETS``): a method with settings, which the
     keyword arguments given here override. With neither ``preset`` nor ``method``, the default preset runs.
-    ``method``: "affine", "vsvf-opt", or a network method "avsm"/"voxelmorph" (``model``: a bundled model
-    name or a checkpoint path, default the bundled model; ``affine_steps``/``vsvf_steps`` override the
-    network's test-time step counts; ``instance_opt`` N > 0 refines the network output for this pair with N
-    iterations of one more vSVF step, composed after the network's deformation, on the network's working grid
-    (``INSTANCE_OPT_SETTINGS``, or ``vsvf_settings`` when given);
-    ``affine_refine`` N refines the affine network's result for this pair with N mk-LNCC iterations before the
-    deformable network, default ``DEFAULT_AFFINE_REFINE``, 0 for the network's affine as it is).
-    ``vsvf_steps`` sets the number of vSVF optimisation iterations for "vsvf-opt".
+    ``method``: "affine", "vsvf-opt", or a network method "avsm"/"voxelmorph".
+
+    Each method takes only the options it declares (``avsm.methods.METHODS[name].options``, where each is
+    described); any other one given (not None) is refused before any input is read:
+
+    * network methods: ``model`` (a bundled model name, a checkpoint path or an
+      :func:`avsm.checkpoints.in_memory` entry; default the bundled model), ``network_affine_steps`` and (avsm)
+      ``network_vsvf_steps``, the networks' test-time step counts; ``affine_refine`` N refines the affine
+      network's result for this pair with N mk-LNCC iterations before the deformable network (0: the network's
+      affine as it is); ``instance_opt`` N > 0 refines the network output for this pair with N iterations of one
+      more vSVF step, composed after the network's, on the network's working grid (``INSTANCE_OPT_SETTINGS``,
+      or ``vsvf_settings`` when given);
+    * "affine" and "vsvf-opt": ``affine_iterations``, the affine optimisation's iterations at each pyramid
+      level; "vsvf-opt" also ``vsvf_iterations`` (the vSVF optimisation's, at the working grid alone) and
+      ``vsvf_settings``.
+
     ``working_spacing``: isotropic mm of the working grid (default: ``default_working_spacing``).
     ``fixed_mask`` / ``moving_mask``: binary masks on the grids of their images; every optimisation (affine,
     affine refinement, vSVF, instance optimisation) compares the images only where both are non-zero; the
@@ -233,8 +232,10 @@ def register(
     correlation, which a local inversion of contrast does not change.
     """
     started = time.perf_counter()
-    request = _check_request(method, preset, model, device, affine_steps, vsvf_steps, instance_opt, working_spacing,
-                             vsvf_settings, affine_refine, similarity)
+    request = _check_request(method, preset, device, working_spacing, similarity, dict(
+        model=model, network_affine_steps=network_affine_steps, network_vsvf_steps=network_vsvf_steps,
+        affine_refine=affine_refine, instance_opt=instance_opt, affine_iterations=affine_iterations,
+        vsvf_iterations=vsvf_iterations, vsvf_settings=vsvf_settings))
     weights = {"read": 1, "affine": 0 if request.network else 3, "vsvf": 10 if request.method == "vsvf-opt" else 0,
                "network": 3 if request.network else 0, "instance_opt": (request.instance_opt or 0) / 6,
                "outputs": 2}
@@ -253,15 +254,15 @@ def register(
             alignment = _run_optimisation(request, inputs, report_progress, timings)
     tick = time.perf_counter()
     report_progress("outputs", 0.0, "warping the moving image on the fixed grid")
-    outputs = _outputs_on_fixed_grid(inputs.fixed_image, inputs.moving_image, alignment.affine, alignment.deformation,
+    outputs = _outputs_on_fixed_grid(inputs.fixed_image, inputs.moving_image, alignment.affine, alignment.pullback_map,
                                      alignment.map_grid, inputs.moving_labels)
     timings["outputs"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started
     report_progress("outputs", 1.0, "done")
     return RegistrationResult(fixed=inputs.fixed_image, warped=outputs["warped"],
-                              transform=full_transform(alignment.affine, alignment.deformation, alignment.map_grid),
+                              transform=full_transform(alignment.affine, alignment.pullback_map, alignment.map_grid),
                               affine=affine_transform(alignment.affine),
-                              inverse=inverse_transform(alignment.affine, alignment.inverse_deformation,
+                              inverse=inverse_transform(alignment.affine, alignment.pushforward_map,
                                                         alignment.map_grid),
                               det_jacobian=outputs["det_jacobian"], folds=outputs["folds"],
                               report=_report(request, inputs, alignment, outputs, timings),
@@ -273,7 +274,9 @@ def register(
 
 @dataclass
 class _Request:
-    """The checked options of one call: what runs, where, on which grid, with which counts."""
+    """The checked options of one call: what runs, where, on which grid, with which counts. The method's options
+    (``avsm.methods``) hold the caller's value, else the preset's, else the declared default; those of other
+    methods are None."""
 
     method: str
     preset: Optional[str]
@@ -281,28 +284,23 @@ class _Request:
     network: Optional[LoadedNetwork]
     device: torch.device
     spacing: float
-    affine_steps: Optional[int]
-    vsvf_steps: Optional[int]
-    instance_opt: Optional[int]
-    affine_refine: Optional[int]
-    vsvf_settings: Optional[VSVFSettings]
     similarity: str
+    network_affine_steps: Optional[int] = None
+    network_vsvf_steps: Optional[int] = None
+    affine_refine: Optional[int] = None
+    instance_opt: Optional[int] = None
+    affine_iterations: Optional[int] = None
+    vsvf_iterations: Optional[int] = None
+    vsvf_settings: Optional[VSVFSettings] = None
 
 
-def _check_request(method, preset, model, device, affine_steps, vsvf_steps, instance_opt, working_spacing,
-                   vsvf_settings, affine_refine, similarity) -> _Request:
-    """Resolve the preset and method and refuse what cannot run, before any input is read."""
+def _check_request(method, preset, device, working_spacing, similarity, options: dict) -> _Request:
+    """Resolve the preset and method and refuse what cannot run, before any input is read; ``options``: the
+    methods' options by name (``avsm.methods.OPTIONS``), None where not given."""
     preset_name = DEFAULT_PRESET if preset is None and method is None else preset
     method, preset_options = resolve_choice(preset, method)
-    if instance_opt is None:
-        instance_opt = preset_options.get("instance_opt")
-    model_entry = check_method(method, model)
-    for name, value in (("model", model), ("affine-refine", affine_refine), ("instance-opt", instance_opt)):
-        refuse_network_option(name, value, method)
-    for name, value in (("affine_steps", affine_steps), ("vsvf_steps", vsvf_steps), ("instance_opt", instance_opt),
-                        ("affine_refine", affine_refine)):
-        if value is not None and value < 0:
-            raise AVSMError(f"{name} must be >= 0 (got {value})")
+    values = check_options(method, options, preset_options)
+    model_entry = check_method(method, values.pop("model", None))
     if working_spacing is not None and not working_spacing > 0:
         raise AVSMError(f"working spacing must be positive (got {working_spacing})")
     if similarity not in SIMILARITIES:
@@ -310,8 +308,7 @@ def _check_request(method, preset, model, device, affine_steps, vsvf_steps, inst
     torch_device = resolve_device(device)
     network = load_network(model_entry) if model_entry is not None else None
     spacing = float(working_spacing or default_working_spacing(method, model_entry, network))
-    return _Request(method, preset_name, model_entry, network, torch_device, spacing, affine_steps, vsvf_steps,
-                    instance_opt, affine_refine, vsvf_settings, similarity)
+    return _Request(method, preset_name, model_entry, network, torch_device, spacing, similarity, **values)
 
 
 @dataclass
@@ -367,11 +364,12 @@ def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_
 
 @dataclass
 class _Alignment:
-    """A method's answer: the affine, psi^{-1} and psi on ``map_grid`` (None for an affine alone), report entries."""
+    """A method's answer: the affine, the pull-back map psi^{-1} and the push-forward map psi on ``map_grid``
+    (``1 x 3 x d x h x w`` LPS mm points; None for an affine alone), report entries."""
 
     affine: AffineParameters
-    deformation: Optional[torch.Tensor] = None
-    inverse_deformation: Optional[torch.Tensor] = None
+    pullback_map: Optional[torch.Tensor] = None
+    pushforward_map: Optional[torch.Tensor] = None
     map_grid: Optional[Grid] = None
     report: dict = field(default_factory=dict)
 
@@ -380,16 +378,16 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
     """The network (affine, refinement, deformable), then ``instance_opt`` iterations for this pair if asked."""
     tick = time.perf_counter()
     prediction = predict(request.method, request.model_entry, inputs.fixed_w, inputs.fixed_grid, inputs.moving_w,
-                         inputs.moving_grid, inputs.initial, affine_steps=request.affine_steps,
-                         vsvf_steps=request.vsvf_steps, progress=lambda f, m: report_progress("network", f, m),
-                         affine_refine=DEFAULT_AFFINE_REFINE if request.affine_refine is None else request.affine_refine,
+                         inputs.moving_grid, inputs.initial, affine_steps=request.network_affine_steps,
+                         vsvf_steps=request.network_vsvf_steps, progress=lambda f, m: report_progress("network", f, m),
+                         affine_refine=request.affine_refine,
                          centre=inputs.fixed_centre, masks=inputs.affine_masks, similarity=request.similarity)
     timings["network"] = time.perf_counter() - tick
     info = dict(prediction.info, instance_opt=int(request.instance_opt or 0))
-    alignment = _Alignment(prediction.affine, prediction.deformation, prediction.inverse_deformation,
+    alignment = _Alignment(prediction.affine, prediction.pullback_map, prediction.pushforward_map,
                            prediction.map_grid, {"network": info})
     check = check_deformation(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, alignment.affine,
-                              PriorDeformation(alignment.deformation, alignment.inverse_deformation,
+                              PriorDeformation(alignment.pullback_map, alignment.pushforward_map,
                                                alignment.map_grid), inputs.masks)
     info.update(deformation_kept=check.helps, similarity_loss_affine=round(check.affine_loss, 5),
                 similarity_loss_network=round(check.deformed_loss, 5))
@@ -401,14 +399,14 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
     tick = time.perf_counter()
     settings = dataclasses.replace(request.vsvf_settings or INSTANCE_OPT_SETTINGS, iterations=request.instance_opt,
                                    levels=None)
-    prior = PriorDeformation(alignment.deformation, alignment.inverse_deformation, alignment.map_grid)
+    prior = PriorDeformation(alignment.pullback_map, alignment.pushforward_map, alignment.map_grid)
     refined = optimise_vsvf(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, alignment.affine,
                             settings, prior=prior, masks=inputs.masks,
                             progress=lambda f, m: report_progress("instance_opt", f, m))
     timings["instance_opt"] = time.perf_counter() - tick
     info.update(instance_opt_map_grid_shape=list(refined.map_grid.shape),
                 final_instance_similarity_loss=refined.losses[-1][0])
-    return _Alignment(alignment.affine, refined.deformation.cpu(), refined.inverse_deformation.cpu(), refined.map_grid,
+    return _Alignment(alignment.affine, refined.pullback_map.cpu(), refined.pushforward_map.cpu(), refined.map_grid,
                       alignment.report)
 
 
@@ -416,9 +414,9 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
                       timings: dict) -> _Alignment:
     """Multi-scale affine optimisation, then (vsvf-opt) the vSVF momentum optimised for this pair."""
     tick = time.perf_counter()
-    iterations = (150, 80, 30) if request.affine_steps is None else (request.affine_steps,) * 3
+    schedule = {} if request.affine_iterations is None else {"iterations": (request.affine_iterations,) * 3}
     affine = optimise_affine(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, inputs.initial,
-                             inputs.fixed_centre, iterations=iterations, masks=inputs.affine_masks,
+                             inputs.fixed_centre, **schedule, masks=inputs.affine_masks,
                              similarity=request.similarity,
                              progress=lambda f, m: report_progress("affine", f, m))
     timings["affine"] = time.perf_counter() - tick
@@ -426,15 +424,15 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
         return _Alignment(affine)
     tick = time.perf_counter()
     settings = request.vsvf_settings or VSVFSettings()
-    if request.vsvf_steps is not None:
-        settings = dataclasses.replace(settings, iterations=request.vsvf_steps, levels=None)
+    if request.vsvf_iterations is not None:
+        settings = dataclasses.replace(settings, iterations=request.vsvf_iterations, levels=None)
     result = optimise_vsvf(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, affine, settings,
                            masks=inputs.masks, progress=lambda f, m: report_progress("vsvf", f, m))
     timings["vsvf"] = time.perf_counter() - tick
     vsvf = {"iterations": settings.iterations, "time_steps": settings.time_steps,
             "regularisation": settings.regularisation, "map_grid_shape": list(result.map_grid.shape),
             "final_similarity_loss": result.losses[-1][0] if result.losses else None}
-    return _Alignment(affine, result.deformation.cpu(), result.inverse_deformation.cpu(), result.map_grid,
+    return _Alignment(affine, result.pullback_map.cpu(), result.pushforward_map.cpu(), result.map_grid,
                       {"vsvf": vsvf})
 
 
@@ -474,9 +472,10 @@ def _working_pair(fixed_norm: sitk.Image, moving_norm: sitk.Image, spacing: floa
 
 
 def _outputs_on_fixed_grid(fixed_image: sitk.Image, moving_image: sitk.Image, affine: AffineParameters,
-                           deformation: Optional[torch.Tensor], map_grid: Optional[Grid],
+                           pullback_map: Optional[torch.Tensor], map_grid: Optional[Grid],
                            moving_labels: Optional[sitk.Image]) -> dict:
-    """The full map on the fixed grid, the warped image/labels (one interpolation), det J and folds.
+    """The full map phi = A ∘ psi^{-1} on the fixed grid (``pullback_map`` psi^{-1} on ``map_grid``, None for
+    an affine alone), the warped image/labels (one interpolation), det J and folds.
 
     The full-resolution map is built once, directly in the moving grid's ``grid_sample`` coordinates
     ``q = N phi + n``: the affine and N are applied to the small map before it is resampled (trilinear
@@ -487,12 +486,12 @@ def _outputs_on_fixed_grid(fixed_image: sitk.Image, moving_image: sitk.Image, af
     to_normalised = physical_to_normalised_matrix(moving_grid)  # moving LPS -> grid_sample coordinates
     to_moving = to_normalised @ affine.as_4x4()
     with torch.no_grad():
-        if deformation is None:
+        if pullback_map is None:
             q = physical_points(fixed_grid, then=to_moving)
         else:
-            matrix = torch.as_tensor(to_moving[:3, :3], dtype=deformation.dtype)
-            translation = torch.as_tensor(to_moving[:3, 3], dtype=deformation.dtype)
-            q = resample_map(apply_affine(matrix, translation, deformation), map_grid, fixed_grid,
+            matrix = torch.as_tensor(to_moving[:3, :3], dtype=pullback_map.dtype)
+            translation = torch.as_tensor(to_moving[:3, 3], dtype=pullback_map.dtype)
+            q = resample_map(apply_affine(matrix, translation, pullback_map), map_grid, fixed_grid,
                              chunk_slices=_slab(fixed_grid))
         coordinates = q.permute(0, 2, 3, 4, 1)  # B x D x H x W x 3, as grid_sample takes them
         warped = warp_image_at(image_to_tensor(moving_image), moving_grid, coordinates)

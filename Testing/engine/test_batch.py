@@ -8,7 +8,7 @@ from avsm.cli import main
 
 from engine_fixtures import SAMPLE_DATA
 
-FAST = ["--method", "affine", "--affine-steps", "3", "--working-spacing", "6", "--progress", "none"]
+FAST = ["--method", "affine", "--affine-iterations", "3", "--working-spacing", "6", "--progress", "none"]
 
 
 def _pairs_csv(tmp_path, rows):

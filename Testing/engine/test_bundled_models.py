@@ -71,7 +71,7 @@ def test_bundled_avsm_model_registers_the_demo_pair(tmp_path):
     assert network["working_spacing_mm"] == record.get("inference_spacing_mm", record["working_spacing_mm"])
     assert network["network"]["working_spacing_mm"] == record["working_spacing_mm"]
     assert network["fold_fraction"] == 0
-    centred = register(fixed, moving, method="affine", affine_steps=0, device="cpu", **labels).report
+    centred = register(fixed, moving, method="affine", affine_iterations=0, device="cpu", **labels).report
     assert network["dice_mean"] > centred["dice_mean"] + 0.01  # better than the centre-of-mass start
     refined = register(fixed, moving, preset="default", device="cpu", **labels).report
     assert refined["method"] == "avsm" and refined["preset"] == "default" and refined["fold_fraction"] == 0
@@ -139,7 +139,7 @@ def test_inference_spacing_of_the_manifest_sets_the_default_working_grid(tmp_pat
     monkeypatch.setenv("AVSM_MODELS_DIR", str(tmp_path / "models"))
     assert bundled_models()[0].inference_spacing_mm == 6.0
     fixed, moving = SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz"
-    fast = dict(method="avsm", device="cpu", affine_steps=1, vsvf_steps=1, affine_refine=0)
+    fast = dict(method="avsm", device="cpu", network_affine_steps=1, network_vsvf_steps=1, affine_refine=0)
     by_name = register(fixed, moving, model="tiny", **fast)
     assert by_name.report["working_spacing_mm"] == 6.0
     assert by_name.report["network"]["working_spacing_mm"] == 4.0

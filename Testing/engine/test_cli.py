@@ -10,12 +10,24 @@ import pytest
 import SimpleITK as sitk
 
 from avsm.cli import main
+from avsm.methods import DEFAULT_PRESET, PRESETS, methods_taking
 
 from engine_fixtures import SAMPLE_DATA, blob_image
 
 FIXED = SAMPLE_DATA / "fixed_t1_2mm.nii.gz"
 MOVING = SAMPLE_DATA / "moving_t1_2mm.nii.gz"
-FAST = ["--affine-steps", "2", "--vsvf-steps", "1", "--working-spacing", "6", "--progress", "none"]
+FAST = ["--working-spacing", "6", "--progress", "none"]
+FAST_OPTIONS = {"avsm": ["--network-affine-steps", "2", "--network-vsvf-steps", "1"],
+                "vsvf-opt": ["--affine-iterations", "2", "--vsvf-iterations", "1"], "affine": ["--affine-iterations", "2"]}
+"""Few steps or iterations, in the options of each method."""
+
+
+def _fast(extra) -> list:
+    """FAST and the fast options of the method that ``extra``'s --preset or --method runs."""
+    extra = [str(a) for a in extra]
+    method = extra[extra.index("--method") + 1] if "--method" in extra else None
+    preset = extra[extra.index("--preset") + 1] if "--preset" in extra else None
+    return FAST + FAST_OPTIONS.get(method or PRESETS[preset or DEFAULT_PRESET].method, [])
 
 
 def _digest(paths):
@@ -26,7 +38,7 @@ def _run_failing(capsys, tmp_path, fixed, moving, *extra, expect: str):
     outdir = tmp_path / "out"
     inputs = [fixed, moving] + [a for a in extra if str(a).endswith((".nii.gz", ".nrrd", ".mha"))]
     before = _digest(inputs)
-    code = main(["register", str(fixed), str(moving), "-o", str(outdir), *map(str, extra), *FAST])
+    code = main(["register", str(fixed), str(moving), "-o", str(outdir), *map(str, extra), *_fast(extra)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0
     assert len(err) == 1, err
@@ -105,7 +117,7 @@ def test_output_folder_not_writable(capsys, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     before = _digest([FIXED, MOVING])
-    code = main(["register", str(FIXED), str(MOVING), "-o", str(blocker / "out"), *FAST])
+    code = main(["register", str(FIXED), str(MOVING), "-o", str(blocker / "out"), *_fast([])])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "not a folder" in err[0]
     assert blocker.read_text() == "not a folder"
@@ -138,9 +150,16 @@ def test_the_installed_command_exits_non_zero_with_one_line(tmp_path):
     assert not outdir.exists()
 
 
-def test_affine_refinement_without_a_network(capsys, tmp_path):
-    _run_failing(capsys, tmp_path, FIXED, MOVING, "--method", "vsvf-opt", "--affine-refine", "10",
-                 expect="--affine-refine applies to the network methods (avsm, voxelmorph), not to 'vsvf-opt'")
+@pytest.mark.parametrize("choice, option, expect", [
+    (("--method", "vsvf-opt"), ("--affine-refine", "10"), "option affine_refine (--affine-refine) does not apply "
+     "to method 'vsvf-opt', which takes affine_iterations, vsvf_iterations, vsvf_settings"),
+    (("--method", "affine"), ("--network-affine-steps", "3"), "option network_affine_steps (--network-affine-steps) "
+     "does not apply to method 'affine', which takes affine_iterations"),
+    (("--preset", "accurate"), ("--network-vsvf-steps", "2"), "option network_vsvf_steps (--network-vsvf-steps) "
+     "does not apply to method 'vsvf-opt'"),  # the preset's method decides
+])
+def test_an_option_the_method_does_not_take_is_refused_in_one_line(capsys, tmp_path, choice, option, expect):
+    _run_failing(capsys, tmp_path, FIXED, MOVING, *choice, *option, expect=expect)
 
 
 def test_negative_affine_refinement(capsys, tmp_path):
@@ -153,7 +172,7 @@ def test_batch_refuses_affine_refinement_without_a_network_before_any_pair(capsy
     pairs.write_text(f"fixed,moving\n{FIXED},{MOVING}\n")
     code = main(["batch", str(pairs), "-o", str(tmp_path / "out"), "--method", "affine", "--affine-refine", "5"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code != 0 and len(err) == 1 and "--affine-refine applies to the network methods" in err[0]
+    assert code != 0 and len(err) == 1 and "option affine_refine (--affine-refine) does not apply to method 'affine'" in err[0]
     assert not (tmp_path / "out").exists()
 
 
@@ -177,3 +196,26 @@ def test_missing_initial_transform_and_empty_mask_fail_in_one_line(capsys, tmp_p
     _write(empty, tmp_path / "empty_mask.nii.gz")
     _run_failing(capsys, tmp_path, fixed, moving, "--method", "affine", "--fixed-mask", tmp_path / "empty_mask.nii.gz",
                  expect="is empty")
+
+
+def _actions(parser) -> dict:
+    return {flag: action for action in parser._actions for flag in action.option_strings}
+
+
+@pytest.mark.parametrize("command", ["register", "batch", "demo"])
+def test_the_help_of_each_method_option_is_its_declaration(command):
+    """One definition of each fact: the flag, its type and its help come from avsm.methods."""
+    from avsm.cli import build_parser
+    from avsm.methods import OPTIONS, option_help
+
+    subcommand = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    actions = _actions(subcommand)
+    for option in OPTIONS.values():
+        if not option.command_line:
+            assert option.flag is None
+            continue
+        action = actions[option.flag]
+        assert action.dest == option.name and action.type is option.type and action.default is None
+        assert action.help == option_help(option)
+        assert option.description in action.help and ", ".join(methods_taking(option.name)) in action.help
+    assert not {"--affine-steps", "--vsvf-steps"} & set(actions)  # the names whose meaning depended on the method

@@ -43,6 +43,6 @@ def test_deformable_missing_and_singular_transforms_are_refused(tmp_path):
 def test_register_starts_the_affine_stage_from_the_initial_transform():
     transform = _known_affine()
     report = register(SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz", method="affine",
-                      affine_steps=0, working_spacing=6.0, device="cpu", initial_transform=transform).report
+                      affine_iterations=0, working_spacing=6.0, device="cpu", initial_transform=transform).report
     assert report["initial_source"] == "initial transform"
     assert np.allclose(report["affine_matrix"], read_linear_transform(transform), atol=1e-5)  # 0 steps: unchanged

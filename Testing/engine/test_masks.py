@@ -76,7 +76,7 @@ def _corrupted_pair(tmp_path):
 
 def test_a_moving_mask_over_a_corrupted_region_recovers_the_shift_better(tmp_path):
     paths = _corrupted_pair(tmp_path)
-    options = dict(method="affine", affine_steps=40, working_spacing=4.0, device="cpu")
+    options = dict(method="affine", affine_iterations=40, working_spacing=4.0, device="cpu")
     plain = register(paths["fixed"], paths["moving"], **options).report
     masked = register(paths["fixed"], paths["moving"], moving_mask=paths["mask"], **options).report
     assert masked["masks"] == ["moving"] and plain["masks"] == []

@@ -73,7 +73,7 @@ def test_identity_initial_affine_gives_the_identity_map():
     identity = physical_points(grid)
     assert torch.allclose(out.phi, identity, atol=1e-4)
     assert torch.allclose(out.warped, moving, atol=1e-5)
-    assert torch.allclose(out.inverse, physical_points(out.map_grid), atol=1e-4)
+    assert torch.allclose(out.pushforward_map, physical_points(out.map_grid), atol=1e-4)
 
 
 def test_composition_rule_matches_the_closed_form():
@@ -122,7 +122,7 @@ def test_voxelmorph_diffeomorphic_output_has_no_folds_for_a_random_field():
     image = blob_tensor((16, 18, 14), 3)
     out = net.deformable(image, grid, image, grid, torch.eye(3)[None], torch.zeros(1, 3), with_inverse=True,
                          momenta=[flow])
-    det = det_jacobian(out.deformation.double(), out.map_grid)
+    det = det_jacobian(out.pullback_map.double(), out.map_grid)
     assert det.min() > 0
 
 
@@ -208,8 +208,8 @@ def test_multi_step_avsm_inverse_undoes_the_deformation():
     out = net.deformable(image, grid, image, grid, torch.eye(3)[None], torch.zeros(1, 3), with_inverse=True,
                          momenta=momenta)
     identity = physical_points(map_grid)
-    displacement = (out.deformation - identity).abs()
-    round_trip = (compose(out.deformation, map_grid, out.inverse) - identity).abs()
+    displacement = (out.pullback_map - identity).abs()
+    round_trip = (compose(out.pullback_map, map_grid, out.pushforward_map) - identity).abs()
     inner = (..., slice(2, -2), slice(2, -2), slice(2, -2))
     assert displacement.max() > 2.0  # mm: a real deformation
     assert round_trip[inner].max() < 0.1 * displacement.max()

@@ -35,5 +35,5 @@ def test_register_leaves_ieee_behaviour_for_the_caller():
     from avsm import register
 
     register(SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz", method="affine",
-             affine_steps=2, device="cpu")
+             affine_iterations=2, device="cpu")
     assert _survives()

@@ -18,7 +18,8 @@ from avsm import AVSMError, register
 
 from engine_fixtures import SAMPLE_DATA, shared_path
 
-FAST = dict(affine_steps=20, vsvf_steps=8, working_spacing=4.0, device="cpu")
+FAST_AFFINE = dict(affine_iterations=20, working_spacing=4.0, device="cpu")
+FAST = dict(FAST_AFFINE, vsvf_iterations=8)  # vsvf-opt
 OUTPUT_IMAGES = ("warped.nii.gz", "jacobian.nii.gz", "folds.nii.gz")
 
 
@@ -108,7 +109,7 @@ def test_fixed_geometry_is_kept_bit_for_bit(demo_run):
 
 
 def test_affine_tfm_alone_reproduces_the_affine_only_result(tmp_path):
-    result = avsm.register(SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz", method="affine", **FAST)
+    result = avsm.register(SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz", method="affine", **FAST_AFFINE)
     result.save(tmp_path / "out")
     fixed = sitk.ReadImage(str(SAMPLE_DATA / "fixed_t1_2mm.nii.gz"))
     moving = sitk.ReadImage(str(SAMPLE_DATA / "moving_t1_2mm.nii.gz"))
@@ -163,8 +164,8 @@ def _error_mm(found: sitk.Transform, truth: sitk.Transform, image_path: str) -> 
 
 def test_refinement_moves_the_network_affine_towards_the_true_one(known_affine_pair):
     fixed, moving, truth = known_affine_pair
-    network = register(fixed, moving, method="avsm", vsvf_steps=0, affine_refine=0, device="cpu")
-    refined = register(fixed, moving, method="avsm", vsvf_steps=0, affine_refine=30, device="cpu")
+    network = register(fixed, moving, method="avsm", network_vsvf_steps=0, affine_refine=0, device="cpu")
+    refined = register(fixed, moving, method="avsm", network_vsvf_steps=0, affine_refine=30, device="cpu")
     network_info, refined_info = network.report["network"], refined.report["network"]
     assert network_info["affine_refine"] == 0 and "affine_refine" not in network_info["timings"]
     assert refined_info["affine_refine"] == 30 and refined_info["timings"]["affine_refine"] > 0
@@ -185,7 +186,7 @@ def test_the_default_refines_and_the_deformable_network_starts_from_the_refined_
 @pytest.mark.parametrize("method", ["affine", "vsvf-opt"])
 def test_refinement_is_refused_without_a_network(method, known_affine_pair):
     fixed, moving, _ = known_affine_pair
-    with pytest.raises(AVSMError, match=f"--affine-refine applies to the network methods .* not to '{method}'"):
+    with pytest.raises(AVSMError, match=rf"option affine_refine \(--affine-refine\) does not apply to method '{method}'"):
         register(fixed, moving, method=method, affine_refine=10, device="cpu")
 
 

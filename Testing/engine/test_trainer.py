@@ -347,11 +347,12 @@ def test_native_validation_is_the_register_result_of_the_current_weights(tmp_pat
     # counts of the last stage (3 affine steps, 2 vSVF steps) and the final weights, which are model.pt's
     result = register(data / "images" / "s2.nii.gz", data / "images" / "s3.nii.gz", method="avsm", model=str(model),
                       moving_labels=data / "labels" / "s3.nii.gz", fixed_labels=data / "labels" / "s2.nii.gz",
-                      affine_steps=3, vsvf_steps=2, device="cpu")
+                      network_affine_steps=3, network_vsvf_steps=2, device="cpu")
     assert native[4] == pytest.approx(result.report["dice_mean"], rel=1e-5)
     affine_only = register(data / "images" / "s2.nii.gz", data / "images" / "s3.nii.gz", method="avsm",
                            model=str(model), moving_labels=data / "labels" / "s3.nii.gz",
-                           fixed_labels=data / "labels" / "s2.nii.gz", affine_steps=3, vsvf_steps=0, device="cpu")
+                           fixed_labels=data / "labels" / "s2.nii.gz", network_affine_steps=3,
+                           network_vsvf_steps=0, device="cpu")
     # the step counts matter: the vSVF steps move the images (whether the deformation is then kept or not)
     scores = [r.report["network"]["similarity_loss_network"] for r in (affine_only, result)]
     assert abs(scores[0] - scores[1]) > 1e-4
@@ -359,7 +360,7 @@ def test_native_validation_is_the_register_result_of_the_current_weights(tmp_pat
     after_affine = register(data / "images" / "s2.nii.gz", data / "images" / "s3.nii.gz", method="avsm",
                             model=str(tmp_path / "run" / "checkpoints" / "step_0000002.pt"),
                             moving_labels=data / "labels" / "s3.nii.gz", fixed_labels=data / "labels" / "s2.nii.gz",
-                            affine_steps=1, vsvf_steps=0, affine_refine=0, device="cpu")
+                            network_affine_steps=1, network_vsvf_steps=0, affine_refine=0, device="cpu")
     assert native[2] == pytest.approx(after_affine.report["dice_mean"], rel=1e-5)
     folds = _scalars(tmp_path / "run", "validation/native_fold_fraction")
     assert folds[4] == pytest.approx(result.report["fold_fraction"], abs=1e-12)

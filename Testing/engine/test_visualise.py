@@ -89,7 +89,7 @@ def translated_run(tmp_path_factory):
     fixed = sitk.ReadImage(str(SAMPLE_DATA / "fixed_t1_2mm.nii.gz"), sitk.sitkFloat32)
     fixed_mask = sitk.ReadImage(str(SAMPLE_DATA / "fixed_brainmask_2mm.nii.gz"))
     result = register(fixed, _translated(fixed), method="affine", moving_labels=_translated(fixed_mask),
-                      fixed_labels=fixed_mask, affine_steps=20, working_spacing=4.0, device="cpu")
+                      fixed_labels=fixed_mask, affine_iterations=20, working_spacing=4.0, device="cpu")
     outdir = result.save(tmp_path_factory.mktemp("translated") / "out")
     return result, outdir
 

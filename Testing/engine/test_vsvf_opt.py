@@ -39,8 +39,8 @@ def test_zero_iterations_return_the_prior_and_its_inverse():
     prior = _translation_prior(map_grid, (1.5, -1.0, 0.5))
     result = optimise_vsvf(fixed, grid, moving, grid, AffineParameters.translation_only((0.0, 0.0, 0.0)), VSVFSettings(iterations=0), prior=prior)
     assert result.map_grid.shape == map_grid.shape
-    torch.testing.assert_close(result.deformation, prior.deformation, atol=1e-4, rtol=0)
-    torch.testing.assert_close(result.inverse_deformation, prior.inverse, atol=1e-4, rtol=0)
+    torch.testing.assert_close(result.pullback_map, prior.pullback_map, atol=1e-4, rtol=0)
+    torch.testing.assert_close(result.pushforward_map, prior.pushforward_map, atol=1e-4, rtol=0)
 
 
 def test_refinement_recovers_the_shift_the_prior_missed():
@@ -54,9 +54,9 @@ def test_refinement_recovers_the_shift_the_prior_missed():
     assert result.losses[-1][0] < result.losses[0][0]
     truth = physical_points(map_grid) + torch.tensor(shift).view(1, 3, 1, 1, 1)
     centre = (slice(None), slice(None), slice(4, -4), slice(4, -4), slice(4, -4))
-    prior_error = (prior.deformation - truth)[centre].norm(dim=1).mean()
-    refined_error = (result.deformation - truth)[centre].norm(dim=1).mean()
+    prior_error = (prior.pullback_map - truth)[centre].norm(dim=1).mean()
+    refined_error = (result.pullback_map - truth)[centre].norm(dim=1).mean()
     assert refined_error < 0.5 * prior_error
     # the composed inverse undoes the composed deformation (psi ∘ psi^{-1} = id) inside the domain
-    round_trip = compose(result.inverse_deformation, map_grid, result.deformation)
+    round_trip = compose(result.pushforward_map, map_grid, result.pullback_map)
     assert (round_trip - physical_points(map_grid))[centre].norm(dim=1).mean() < 0.1

@@ -27,10 +27,13 @@ from AVSMRegistrationLib.geometry import update_volume_from_image  # noqa: E402
 TEST_SPACING_MM = 4.0
 """Grid of the test volumes: registrations take a second or two on 2 CPU threads."""
 
-FAST = dict(affineSteps=15, vsvfSteps=4, workingSpacing=6.0)
-"""Engine settings for tests that check the scene, not accuracy."""
+FAST_AFFINE_ONLY = dict(affineIterations=15, workingSpacing=6.0)
+"""Engine settings of the affine method for tests that check the scene, not accuracy."""
 
-AFFINE_FAST = dict(affineSteps=20, workingSpacing=4.0)
+FAST = dict(FAST_AFFINE_ONLY, vsvfIterations=4)
+"""The same for vsvf-opt."""
+
+AFFINE_FAST = dict(affineIterations=20, workingSpacing=4.0)
 """Affine settings that still recover the known transform to a fraction of a millimetre."""
 
 LPS_RAS = np.diag([-1.0, -1.0, 1.0])

@@ -98,20 +98,21 @@ def test_missing_model_file(scene, nodes, tmp_path):
 
 
 def test_affine_refinement_without_a_network_or_below_zero(scene, nodes, tmp_path):
-    assert_refused(scene, tmp_path, "Affine refinement applies to the network methods, not to 'affine'",
+    assert_refused(scene, tmp_path, r"option affine_refine \(--affine-refine\) does not apply to method 'affine'",
                    nodes["fixed"], nodes["moving"], method="affine", affineRefine=10)
-    assert_refused(scene, tmp_path, "Affine refinement applies to the network methods, not to 'vsvf-opt'",
+    assert_refused(scene, tmp_path, r"option affine_refine \(--affine-refine\) does not apply to method 'vsvf-opt'",
                    nodes["fixed"], nodes["moving"], preset="accurate", affineRefine=10)
-    assert_refused(scene, tmp_path, "affine refine must be a whole number >= 0, got -2",
+    assert_refused(scene, tmp_path, r"^affine_refine must be >= 0 \(got -2\)$",
                    nodes["fixed"], nodes["moving"], method="avsm", affineRefine=-2)
 
 
 def test_network_options_for_a_method_without_a_network(scene, nodes, tmp_path):
     """Refused by the bridge, before any file is written: the method that the preset or method runs decides."""
-    assert_refused(scene, tmp_path, r"^Instance optimisation applies to the network methods, not to 'vsvf-opt'\.$",
+    assert_refused(scene, tmp_path, r"^option instance_opt \(--instance-opt\) does not apply to method 'vsvf-opt', "
+                   "which takes affine_iterations, vsvf_iterations, vsvf_settings$",
                    nodes["fixed"], nodes["moving"], preset="accurate", instanceOpt=10)
-    assert_refused(scene, tmp_path, r"^A model applies to the network methods, not to 'affine'\.$",
-                   nodes["fixed"], nodes["moving"], method="affine", model="avsm-brain")
+    assert_refused(scene, tmp_path, r"^option model \(--model\) does not apply to method 'affine', which takes "
+                   "affine_iterations$", nodes["fixed"], nodes["moving"], method="affine", model="avsm-brain")
 
 
 def test_a_preset_with_another_method_is_refused_before_the_engine_starts(scene, nodes, tmp_path):

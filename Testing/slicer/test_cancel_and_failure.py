@@ -12,7 +12,7 @@ import pytest
 import avsm
 from AVSMRegistrationLib import (RegistrationCancelled, RegistrationFailed, RegistrationInputError, RegistrationJob,
                                  RegistrationOptions, register_volumes)
-from slicer_test_support import FAST, scene_state
+from slicer_test_support import FAST_AFFINE_ONLY, scene_state
 
 
 def wait_for_stage(job: RegistrationJob, stage: str, timeout: float = 90.0) -> list:
@@ -27,7 +27,8 @@ def wait_for_stage(job: RegistrationJob, stage: str, timeout: float = 90.0) -> l
 
 def test_cancel_stops_the_engine_within_two_seconds(scene, nodes, tmp_path):
     before = scene_state(scene)
-    options = RegistrationOptions(method="vsvf-opt", device="cpu", affine_steps=5, vsvf_steps=500, working_spacing=4.0)
+    options = RegistrationOptions(method="vsvf-opt", device="cpu", affine_iterations=5, vsvf_iterations=500,
+                                  working_spacing=4.0)
     job = RegistrationJob(nodes["fixed"], nodes["moving"], nodes["movingLabels"], nodes["fixedLabels"], options,
                           tempRoot=tmp_path)
     job.start()
@@ -124,6 +125,6 @@ def test_import_error_after_the_engine_rolls_the_scene_back(scene, known_nodes, 
     before = scene_state(scene)
     with pytest.raises(RuntimeError, match="colour table exploded"):
         register_volumes(known_nodes["fixed"], known_nodes["moving"], method="affine", device="cpu",
-                         movingLabels=known_nodes["movingLabels"], tempRoot=tmp_path, **FAST)
+                         movingLabels=known_nodes["movingLabels"], tempRoot=tmp_path, **FAST_AFFINE_ONLY)
     assert [entry[:2] for entry in scene_state(scene)] == [entry[:2] for entry in before]
     assert os.listdir(tmp_path) == []

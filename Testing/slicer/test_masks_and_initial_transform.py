@@ -79,13 +79,13 @@ def test_the_initial_transform_is_the_node_matrix_from_parent_in_lps(scene):
 
 def test_an_affine_run_without_steps_returns_the_initial_transform(scene, nodes):
     initial = linear_node(scene, small_rigid_ras())
-    result = register_volumes(nodes["fixed"], nodes["moving"], affineSteps=0, initialTransform=initial, **AFFINE_ONLY)
+    result = register_volumes(nodes["fixed"], nodes["moving"], affineIterations=0, initialTransform=initial, **AFFINE_ONLY)
     assert result.report["initial_source"] == "initial transform"
     np.testing.assert_allclose(matrix_of(result.affine), matrix_of(initial), atol=1e-4)
 
 
 def test_without_an_initial_transform_the_run_starts_at_the_centres_of_mass(scene, nodes):
-    result = register_volumes(nodes["fixed"], nodes["moving"], affineSteps=0, **AFFINE_ONLY)
+    result = register_volumes(nodes["fixed"], nodes["moving"], affineIterations=0, **AFFINE_ONLY)
     assert result.report["initial_source"] == "centre of mass"
 
 
@@ -93,14 +93,14 @@ def test_label_map_and_segmentation_masks_reach_the_engine_in_the_background(sce
     moving_mask = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "moving brain")
     slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(nodes["movingLabels"], moving_mask)
     initial = linear_node(scene, small_rigid_ras())
-    result = register_volumes(nodes["fixed"], nodes["moving"], affineSteps=3, fixedMask=nodes["fixedLabels"],
+    result = register_volumes(nodes["fixed"], nodes["moving"], affineIterations=3, fixedMask=nodes["fixedLabels"],
                               movingMask=moving_mask, initialTransform=initial, background=True, **AFFINE_ONLY)
     assert result.report["masks"] == ["fixed", "moving"]
     assert result.report["initial_source"] == "initial transform"
 
 
 def test_a_label_map_mask_reaches_the_engine_in_this_process(scene, nodes):
-    result = register_volumes(nodes["fixed"], nodes["moving"], affineSteps=3, movingMask=nodes["movingLabels"],
+    result = register_volumes(nodes["fixed"], nodes["moving"], affineIterations=3, movingMask=nodes["movingLabels"],
                               **AFFINE_ONLY)
     assert result.report["masks"] == ["moving"]
 

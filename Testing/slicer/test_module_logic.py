@@ -76,7 +76,7 @@ def test_panel_defaults_map_to_engine_defaults(module, nodes):
     assert options.engine_kwargs() == {"method": "vsvf-opt", "device": "cpu"}  # 0 steps -> engine default
     options = logic._options(panel_state(module, nodes, method=module.MethodChoice["avsm"], affineSteps=7,
                                          modelPath=" /models/m.pt "))
-    assert options.affine_steps == 7 and options.model == "/models/m.pt"
+    assert options.network_affine_steps == 7 and options.affine_iterations is None and options.model == "/models/m.pt"
     assert logic._options(panel_state(module, nodes, method=module.MethodChoice["default"])).engine_kwargs() == {
         "preset": "default", "device": "cpu"}
 
@@ -232,11 +232,11 @@ def test_command_line_of_a_preset_is_what_the_engine_parses():
 
     from AVSMRegistrationLib import RegistrationOptions
 
-    options = RegistrationOptions(preset="accurate", device="cpu", vsvf_steps=20, working_spacing=4.0).validated()
-    assert options.command_line() == ["--preset", "accurate", "--device", "cpu", "--vsvf-steps", "20",
+    options = RegistrationOptions(preset="accurate", device="cpu", vsvf_iterations=20, working_spacing=4.0).validated()
+    assert options.command_line() == ["--preset", "accurate", "--device", "cpu", "--vsvf-iterations", "20",
                                       "--working-spacing", "4.0"]
     parsed = build_parser().parse_args(["register", "fixed.nii.gz", "moving.nii.gz", "-o", "out", *options.command_line()])
-    assert (parsed.preset, parsed.method, parsed.vsvf_steps, parsed.working_spacing) == ("accurate", None, 20, 4.0)
+    assert (parsed.preset, parsed.method, parsed.vsvf_iterations, parsed.working_spacing) == ("accurate", None, 20, 4.0)
     assert RegistrationOptions(method="affine").validated().command_line() == ["--method", "affine", "--device", "auto"]
 
 
@@ -447,10 +447,58 @@ def test_the_console_runs_the_affine_stage_with_mutual_information(module, nodes
     pytest.importorskip("torch", reason="the avsm engine needs torch")
     logic = module.AVSMRegistrationLogic()
     logic.ensureDependencies = lambda log=None: None  # PyTorch Utils is a Slicer extension; torch is here
-    result = logic.register(nodes["fixed"], nodes["moving"], method="affine", device="cpu", affineSteps=2,
+    result = logic.register(nodes["fixed"], nodes["moving"], method="affine", device="cpu", affineIterations=2,
                             workingSpacing=6.0, similarity="mi", outputWarped=False, outputWarpedLabels=False,
                             outputJacobian=False, outputFolds=False)
     assert result.report["affine_similarity"] == "mi"
     assert "mutual information" in result.summary
     assert result.affine is not None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_each_advanced_box_sets_the_option_that_the_chosen_method_takes(module, nodes):
+    """The two step boxes mean the networks' test-time steps or the optimisations' iterations, as the engine's
+    declarations say; a box is ignored for a method that takes none of its options."""
+    logic = module.AVSMRegistrationLogic()
+    boxes = dict(affineSteps=7, vsvfSteps=3)
+    expected = {"avsm": {"network_affine_steps": 7, "network_vsvf_steps": 3},
+                "voxelmorph": {"network_affine_steps": 7},
+                "vsvf-opt": {"affine_iterations": 7, "vsvf_iterations": 3},
+                "affine": {"affine_iterations": 7}}
+    for method, options in expected.items():
+        kwargs = logic._options(panel_state(module, nodes, method=module.MethodChoice[method], **boxes)).engine_kwargs()
+        assert kwargs == {"method": method, "device": "cpu", **options}
+
+
+def test_the_boxes_cover_every_count_and_each_sets_at_most_one_option_per_method():
+    from avsm.methods import METHODS, OPTIONS
+
+    from AVSMRegistrationLib.options import METHOD_OPTIONS, PANEL_BOXES, box_option
+
+    assert {name for names in PANEL_BOXES.values() for name in names} == set(METHOD_OPTIONS) - {"model"}
+    for method in METHODS.values():
+        for box, names in PANEL_BOXES.items():
+            taken = [name for name in names if name in method.option_names]
+            assert len(taken) <= 1 and box_option(box, method.name) == (OPTIONS[taken[0]] if taken else None)
+
+
+def test_a_box_tooltip_is_the_declaration_of_its_option_and_an_unused_box_is_disabled():
+    from avsm.methods import OPTIONS, option_help
+
+    from AVSMRegistrationLib import box_state
+
+    enabled, tooltip = box_state("affineSteps", "accurate")  # vsvf-opt
+    assert enabled and tooltip.startswith(option_help(OPTIONS["affine_iterations"]))
+    enabled, tooltip = box_state("affineSteps", "fast")  # the AVSM network
+    assert enabled and tooltip.startswith(option_help(OPTIONS["network_affine_steps"]))
+    assert box_state("vsvfSteps", "voxelmorph") == (False, "Not used by VoxelMorph network.")
+    assert box_state("instanceOptIterations", "affine") == (False, "Not used by Affine optimisation.")
+
+
+def test_the_run_options_hold_every_method_option_the_command_line_takes():
+    from AVSMRegistrationLib import RegistrationOptions
+    from AVSMRegistrationLib.options import METHOD_OPTIONS
+
+    fields = {f.name for f in dataclasses.fields(RegistrationOptions)}
+    assert set(METHOD_OPTIONS) <= fields
+    assert fields - set(METHOD_OPTIONS) == {"preset", "method", "device", "working_spacing", "similarity"}

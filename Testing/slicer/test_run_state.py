@@ -15,8 +15,9 @@ from AVSMRegistrationLib.run_state import CANCELLED_MESSAGE, RunController, RunS
 from slicer_test_support import scene_state
 
 TICK_S = 0.05
-FAST_AFFINE = RegistrationOptions(method="affine", device="cpu", affine_steps=5, working_spacing=8.0)
-LONG_VSVF = RegistrationOptions(method="vsvf-opt", device="cpu", affine_steps=5, vsvf_steps=500, working_spacing=4.0)
+FAST_AFFINE = RegistrationOptions(method="affine", device="cpu", affine_iterations=5, working_spacing=8.0)
+LONG_VSVF = RegistrationOptions(method="vsvf-opt", device="cpu", affine_iterations=5, vsvf_iterations=500,
+                                working_spacing=4.0)
 
 LAUNCHER = """\
 import os, subprocess, sys

@@ -17,7 +17,7 @@ import slicer
 from AVSMRegistrationLib import register_volumes
 from AVSMRegistrationLib.display import COLOR_ATTRIBUTE, diverging_color, jacobian_window
 from AVSMRegistrationLib.geometry import ijk_to_ras, image_from_volume, same_grid
-from slicer_test_support import (AFFINE_FAST, FAST, add_pair, close_scene, hardened_on_fixed_grid, load_demo_pair,
+from slicer_test_support import (AFFINE_FAST, FAST, FAST_AFFINE_ONLY, add_pair, close_scene, hardened_on_fixed_grid, load_demo_pair,
                                  make_scene)
 
 INPUT_KEYS = ("fixed", "moving", "fixedLabels", "movingLabels")
@@ -195,7 +195,7 @@ def test_grid_hidden_and_only_the_requested_outputs_created(scene, known_nodes, 
     before = scene.GetNumberOfNodes()
     result = register_volumes(known_nodes["fixed"], known_nodes["moving"], method="affine", device="cpu",
                               tempRoot=tmp_path, outputAffine=False, outputWarped=False, outputWarpedLabels=False,
-                              outputJacobian=False, outputFolds=False, showGrid=False, **FAST)
+                              outputJacobian=False, outputFolds=False, showGrid=False, **FAST_AFFINE_ONLY)
     assert result.nodes() == [result.transform]
     assert scene.GetNumberOfNodes() - before == 2  # the transform and its display node
     display = result.transform.GetDisplayNode()
@@ -205,7 +205,8 @@ def test_grid_hidden_and_only_the_requested_outputs_created(scene, known_nodes, 
 
 def test_colour_tables_are_reused_by_the_next_run(scene, known_nodes, tmp_path):
     first, second = (register_volumes(known_nodes["fixed"], known_nodes["moving"], method="affine", device="cpu",
-                                      tempRoot=tmp_path, outputWarped=False, outputWarpedLabels=False, **FAST)
+                                      tempRoot=tmp_path, outputWarped=False, outputWarpedLabels=False,
+                                      **FAST_AFFINE_ONLY)
                      for _ in range(2))
     assert first.jacobian.GetDisplayNode().GetColorNodeID() == second.jacobian.GetDisplayNode().GetColorNodeID()
     assert first.folds.GetDisplayNode().GetColorNodeID() == second.folds.GetDisplayNode().GetColorNodeID()
@@ -290,7 +291,7 @@ def test_inverse_transform_is_an_optional_output_that_undoes_the_transform(scene
 def test_kept_intermediate_files_hold_the_inputs_outputs_and_the_engine_log(scene, known_nodes, tmp_path):
     from AVSMRegistrationLib import RegistrationJob, RegistrationOptions
 
-    options = RegistrationOptions(method="affine", device="cpu", affine_steps=5, working_spacing=8.0)
+    options = RegistrationOptions(method="affine", device="cpu", affine_iterations=5, working_spacing=8.0)
     job = RegistrationJob(known_nodes["fixed"], known_nodes["moving"], known_nodes["movingLabels"], options=options,
                           tempRoot=tmp_path, keepFiles=True)
     job.start()

@@ -10,7 +10,7 @@ import vtk
 from AVSMRegistrationLib import RegistrationInputError, input_problem, register_volumes
 from AVSMRegistrationLib.validation import default_fixed_volume
 from AVSMRegistrationLib.geometry import ijk_to_ras, set_ijk_to_ras
-from slicer_test_support import AFFINE_FAST, FAST, add_volume
+from slicer_test_support import AFFINE_FAST, FAST_AFFINE_ONLY, add_volume
 
 
 def test_default_fixed_volume_is_never_a_label_map(scene, demo_pair):
@@ -50,7 +50,8 @@ def test_fixed_volume_under_a_transform_is_refused_by_name(scene, nodes, tmp_pat
     assert problem == ("The fixed volume 'fixed' is under the transform 'shift'; outputs are placed on the fixed grid, "
                        "so harden or remove that transform first (Transforms module).")
     with pytest.raises(RegistrationInputError, match="under the transform 'shift'"):
-        register_volumes(nodes["fixed"], nodes["moving"], method="affine", device="cpu", tempRoot=tmp_path, **FAST)
+        register_volumes(nodes["fixed"], nodes["moving"], method="affine", device="cpu", tempRoot=tmp_path,
+                         **FAST_AFFINE_ONLY)
 
 
 def test_moving_volume_under_a_non_linear_transform_is_refused_by_name(scene, nodes):

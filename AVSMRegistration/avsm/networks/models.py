@@ -83,11 +83,13 @@ class NetworkConfig:
 
 @dataclass
 class DeformableOutput:
-    """Deformable stage: ``deformation`` psi^{-1} and ``inverse`` psi on ``map_grid`` (B x 3 x d x h x w),
+    """Deformable stage: ``pullback_map`` psi^{-1} (for each point x of ``map_grid``, on the fixed side, the point
+    psi^{-1}(x) that the affine then takes into the moving image) and ``pushforward_map`` psi, its inverse (None
+    unless asked for), both ``B x 3 x d x h x w`` physical points on ``map_grid`` (LPS mm, components (x, y, z));
     ``phi`` = A ∘ psi^{-1} on the fixed grid, ``warped`` = moving ∘ phi, and per-step terms for the loss."""
 
-    deformation: torch.Tensor
-    inverse: Optional[torch.Tensor]
+    pullback_map: torch.Tensor
+    pushforward_map: Optional[torch.Tensor]
     map_grid: Grid
     phi: torch.Tensor
     warped: torch.Tensor
@@ -175,7 +177,7 @@ class AVSMNetwork(RegistrationNetwork):
             out.step_warped.append(warped)
             out.step_regularisers.append(momentum_regulariser(momentum, velocity, extent))
             out.parameters.append(momentum)
-        out.deformation, out.inverse, out.phi, out.warped = deformation, inverse, phi, warped
+        out.pullback_map, out.pushforward_map, out.phi, out.warped = deformation, inverse, phi, warped
         return out
 
 

@@ -34,12 +34,12 @@ class DeformationCheck:
 def check_deformation(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, moving_grid: Grid,
                       affine: AffineParameters, deformation: PriorDeformation,
                       masks: SimilarityMasks = SimilarityMasks()) -> DeformationCheck:
-    """Score ``moving`` pulled back through ``affine`` alone and through ``affine`` after ``deformation.deformation``
+    """Score ``moving`` pulled back through ``affine`` alone and through ``affine`` after ``deformation.pullback_map``
     (psi^{-1}, physical points on ``deformation.grid``) against ``fixed``; images ``1 x 1 x D x H x W`` in [0, 1]."""
     loss = MultiKernelLNCC(BRAIN_LNCC_SCALES).against(fixed)
     matrix, translation = affine.tensors(fixed.device)
     inner = {"affine": physical_points(fixed_grid, device=fixed.device),
-             "deformed": upsample_map(deformation.deformation.to(fixed.device), fixed_grid)}
+             "deformed": upsample_map(deformation.pullback_map.to(fixed.device), fixed_grid)}
     scores = {}
     with torch.no_grad():
         for name, points in inner.items():

@@ -75,10 +75,11 @@ INSTANCE_OPT_SETTINGS = VSVFSettings(learning_rate=3.0, time_steps=5, search_tim
 
 @dataclass
 class PriorDeformation:
-    """A deformation to refine: psi_0^{-1} and psi_0 (physical points, ``1 x 3 x d x h x w``) on ``grid``."""
+    """A deformation to refine: its pull-back map psi_0^{-1} and push-forward map psi_0 (``1 x 3 x d x h x w``
+    physical points, LPS mm) on ``grid``."""
 
-    deformation: torch.Tensor
-    inverse: torch.Tensor
+    pullback_map: torch.Tensor
+    pushforward_map: torch.Tensor
     grid: Grid
 
 
@@ -86,8 +87,8 @@ class PriorDeformation:
 class VSVFResult:
     momentum: torch.Tensor  # 1 x 3 x d x h x w on map_grid (mm)
     velocity: torch.Tensor  # 1 x 3 x d x h x w on map_grid (mm per unit time)
-    deformation: torch.Tensor  # psi^{-1}: 1 x 3 x d x h x w physical points on map_grid
-    inverse_deformation: torch.Tensor  # psi
+    pullback_map: torch.Tensor  # psi^{-1}: 1 x 3 x d x h x w physical points (LPS mm) on map_grid
+    pushforward_map: torch.Tensor  # psi, its inverse, likewise
     map_grid: Grid
     losses: list = field(default_factory=list)
 
@@ -119,8 +120,9 @@ def optimise_vsvf(
 
     The momentum lives on one map grid, ``map_resolution_factor`` times coarser than the working grid; each level
     of ``settings.schedule()`` compares the images resampled to that level's scale (anti-aliased), so coarse
-    levels cost little beyond the integration and the finest level sees every working voxel. With a ``prior``, the returned deformation is the
-    composition psi_0^{-1} ∘ psi^{-1} (and its inverse psi ∘ psi_0), both on the final map grid; the
+    levels cost little beyond the integration and the finest level sees every working voxel. With a ``prior``,
+    the returned pull-back map is the composition psi_0^{-1} ∘ psi^{-1} (and the push-forward map psi ∘ psi_0),
+    both on the final map grid; the
     regulariser acts on the new step only. ``masks`` restrict the similarity to where they are 1.
     """
     device = fixed.device
@@ -135,7 +137,7 @@ def optimise_vsvf(
         momentum = initial_momentum.detach().clone().to(device)
     momentum.requires_grad_(True)
     matrix, translation = affine.tensors(device)
-    prior_deformation = prior.deformation.to(device) if prior is not None else None
+    prior_deformation = prior.pullback_map.to(device) if prior is not None else None
     similarity = MultiKernelLNCC(settings.lncc_scales)
     losses: list = []
     for level, (scale, count) in enumerate(schedule):
@@ -155,7 +157,8 @@ def optimise_vsvf(
         if prior is not None:
             deformation = compose(prior_deformation, prior.grid, deformation)
             # psi ∘ psi_0 on map_grid: psi_0 brought onto map_grid, then the new step's psi sampled there
-            prior_inverse = compose(prior.inverse.to(device), prior.grid, physical_points(map_grid, device=device))
+            prior_inverse = compose(prior.pushforward_map.to(device), prior.grid,
+                                    physical_points(map_grid, device=device))
             inverse = compose(inverse, map_grid, prior_inverse)
     return VSVFResult(momentum.detach(), velocity, deformation, inverse, map_grid, losses)
 

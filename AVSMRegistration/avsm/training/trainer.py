@@ -307,7 +307,8 @@ class Trainer:
         if n < 2 or (method == "voxelmorph" and stage.startswith("affine")):
             return {}
         affine_steps, vsvf_steps = t.step_counts(stage)
-        options = {"affine_steps": affine_steps, **({"vsvf_steps": vsvf_steps} if method == "avsm" else {}),
+        options = {"network_affine_steps": affine_steps,
+                   **({"network_vsvf_steps": vsvf_steps} if method == "avsm" else {}),
                    **({"affine_refine": 0} if stage.startswith("affine") else {})}
         model = checkpoints.in_memory(f"step_{self.step:07d}", self._network_payload())
         dices, folds, det_min = [], [], []
