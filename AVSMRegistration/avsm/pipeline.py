@@ -37,7 +37,7 @@ from .metrics import dice_per_label, mean_dice
 from .numerics import flush_denormals
 from .optimisation import (INSTANCE_OPT_SETTINGS, AffineParameters, PriorDeformation, SimilarityMasks, VSVFSettings,
                            field_of_view, optimise_affine, optimise_vsvf)
-from .optimisation.deformation_check import check_deformation
+from .optimisation.deformation_check import DeformationJudge
 from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
 from .progress import StagedProgress
 
@@ -325,6 +325,7 @@ class _Inputs:
     moving_grid: Grid
     masks: SimilarityMasks  # the user's masks: where the deformable stages compare the images
     affine_masks: SimilarityMasks  # the user's masks times each image's field of view: the affine stage's
+    judge: DeformationJudge  # scores a deformation against the affine alone, at full resolution
     fixed_centre: np.ndarray  # LPS mm: the centre of the affine's linear part
     initial: AffineParameters  # the affine stage's start
     initial_source: str  # "centre of mass" or "initial transform"
@@ -359,7 +360,9 @@ def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_
     fields_of_view = SimilarityMasks(field_of_view(Grid.of_image(fixed_image), fixed_grid).to(device),
                                      field_of_view(Grid.of_image(moving_image), moving_grid).to(device))
     return _Inputs(fixed_image, moving_image, fixed_label_image, moving_label_image, fixed_w.to(device), fixed_grid,
-                   moving_w.to(device), moving_grid, masks, masks.times(fields_of_view), fixed_centre, initial, source)
+                   moving_w.to(device), moving_grid, masks, masks.times(fields_of_view),
+                   DeformationJudge.of(fixed_norm, moving_norm, fixed_mask_image, moving_mask_image), fixed_centre,
+                   initial, source)
 
 
 @dataclass
@@ -386,12 +389,10 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
     info = dict(prediction.info, instance_opt=int(request.instance_opt or 0))
     alignment = _Alignment(prediction.affine, prediction.pullback_map, prediction.pushforward_map,
                            prediction.map_grid, {"network": info})
-    check = check_deformation(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, alignment.affine,
-                              PriorDeformation(alignment.pullback_map, alignment.pushforward_map,
-                                               alignment.map_grid), inputs.masks)
-    info.update(deformation_kept=check.helps, similarity_loss_affine=round(check.affine_loss, 5),
-                similarity_loss_network=round(check.deformed_loss, 5))
-    if not check.helps:  # the network warped the images apart: keep its affine, with an identity deformation
+    judged = inputs.judge.losses(alignment.affine, [None, alignment.pullback_map], alignment.map_grid)
+    info.update(deformation_kept=judged[1] < judged[0], check_loss_affine=round(judged[0], 5),
+                check_loss_network=round(judged[1], 5))
+    if judged[1] >= judged[0]:  # the network warped the images apart: keep its affine, with an identity deformation
         identity = physical_points(alignment.map_grid)
         alignment = _Alignment(alignment.affine, identity, identity.clone(), alignment.map_grid, alignment.report)
     if not request.instance_opt:
@@ -404,8 +405,13 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
                             settings, prior=prior, masks=inputs.masks,
                             progress=lambda f, m: report_progress("instance_opt", f, m))
     timings["instance_opt"] = time.perf_counter() - tick
+    before = min(judged)
+    after = inputs.judge.losses(alignment.affine, [refined.pullback_map], refined.map_grid)[0]
     info.update(instance_opt_map_grid_shape=list(refined.map_grid.shape),
-                final_instance_similarity_loss=refined.losses[-1][0])
+                final_instance_similarity_loss=refined.losses[-1][0], instance_opt_kept=after < before,
+                check_loss_instance_opt=round(after, 5))
+    if after >= before:  # local correlation led astray (e.g. across a change of contrast): keep the start
+        return alignment
     return _Alignment(alignment.affine, refined.pullback_map.cpu(), refined.pushforward_map.cpu(), refined.map_grid,
                       alignment.report)
 
@@ -432,6 +438,12 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
     vsvf = {"iterations": settings.iterations, "time_steps": settings.time_steps,
             "regularisation": settings.regularisation, "map_grid_shape": list(result.map_grid.shape),
             "final_similarity_loss": result.losses[-1][0] if result.losses else None}
+    judged = inputs.judge.losses(affine, [None, result.pullback_map], result.map_grid)
+    vsvf.update(deformation_kept=judged[1] < judged[0], check_loss_affine=round(judged[0], 5),
+                check_loss_vsvf=round(judged[1], 5))
+    if judged[1] >= judged[0]:  # local correlation led astray (e.g. across a change of contrast): the affine alone
+        identity = physical_points(result.map_grid)
+        return _Alignment(affine, identity, identity.clone(), result.map_grid, {"vsvf": vsvf})
     return _Alignment(affine, result.pullback_map.cpu(), result.pushforward_map.cpu(), result.map_grid,
                       {"vsvf": vsvf})
 

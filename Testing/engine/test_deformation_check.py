@@ -1,61 +1,62 @@
-"""``avsm.optimisation.deformation_check``: a network's deformation is kept only when it brings the images closer
-than its affine alone; ``avsm.register`` reports the check and falls back to the affine."""
+"""``avsm.optimisation.deformation_check``: a deformation is kept only when it brings the images closer than the
+affine alone, judged by mutual information at full resolution; ``avsm.register`` reports the checks and falls back."""
 import numpy as np
+import SimpleITK as sitk
 import torch
 
 from avsm import register
-from avsm.geometry import Grid, image_to_tensor, physical_points
-from avsm.maps import warp_image
-from avsm.optimisation import AffineParameters, PriorDeformation
-from avsm.optimisation.deformation_check import check_deformation
+from avsm.geometry import Grid, coarser_grid, physical_points
+from avsm.optimisation import AffineParameters
+from avsm.optimisation.deformation_check import DeformationJudge
 
 from engine_fixtures import SAMPLE_DATA, blob_image
 
 SHIFT_MM = 4.0
+IDENTITY = AffineParameters(np.eye(3), np.zeros(3))
 
 
-def _shifted_pair():
-    """A fixed image and the moving image ``moving(y) = fixed(y - 4 mm along x)``, on the same grid."""
-    image = blob_image(size=(40, 36, 32), spacing=(2.0, 2.0, 2.0), seed=3)
-    grid = Grid.of_image(image)
-    fixed = image_to_tensor(image)
+def _judge_and_grid(invert: bool = False):
+    """A judge of ``moving(y) = fixed(y - 4 mm along x)`` (contrast inverted if asked), and a coarse map grid."""
+    fixed = blob_image(size=(40, 36, 32), spacing=(1.5, 1.5, 2.0), seed=3)
+    moving = sitk.Resample(fixed, fixed, sitk.TranslationTransform(3, (-SHIFT_MM, 0.0, 0.0)), sitk.sitkLinear, 0.0)
+    if invert:
+        moving = 1.0 - moving
+    return DeformationJudge.of(fixed, moving), coarser_grid(Grid.of_image(fixed), 2.0)  # corner voxels kept
+
+
+def _shifted(grid: Grid, shift: float) -> torch.Tensor:
     points = physical_points(grid)
-    moved_points = points.clone()
-    moved_points[:, 0] -= SHIFT_MM
-    moving = warp_image(fixed, grid, moved_points)
-    return fixed, moving, grid, points
+    points[:, 0] += shift
+    return points
 
 
-def _deformation(points: torch.Tensor, grid: Grid, shift: float) -> PriorDeformation:
-    deformation = points.clone()
-    deformation[:, 0] += shift
-    inverse = points.clone()
-    inverse[:, 0] -= shift
-    return PriorDeformation(deformation, inverse, grid)
+def test_the_right_deformation_scores_best_and_the_wrong_one_worst():
+    judge, map_grid = _judge_and_grid()
+    none, right, wrong = judge.losses(IDENTITY, [None, _shifted(map_grid, SHIFT_MM), _shifted(map_grid, -SHIFT_MM)],
+                                      map_grid)
+    assert right < none < wrong
 
 
-def test_the_right_deformation_is_kept_and_the_wrong_one_refused():
-    fixed, moving, grid, points = _shifted_pair()
-    identity = AffineParameters(np.eye(3), np.zeros(3))
-    right = check_deformation(fixed, grid, moving, grid, identity, _deformation(points, grid, SHIFT_MM))
-    wrong = check_deformation(fixed, grid, moving, grid, identity, _deformation(points, grid, -SHIFT_MM))
-    assert right.helps and right.deformed_loss < 0.5 * right.affine_loss
-    assert not wrong.helps and wrong.affine_loss == right.affine_loss
+def test_the_judge_does_not_assume_the_contrast():
+    judge, map_grid = _judge_and_grid(invert=True)
+    none, right, wrong = judge.losses(IDENTITY, [None, _shifted(map_grid, SHIFT_MM), _shifted(map_grid, -SHIFT_MM)],
+                                      map_grid)
+    assert right < none < wrong
 
 
-def test_an_identity_deformation_scores_as_the_affine_alone():
-    fixed, moving, grid, points = _shifted_pair()
+def test_an_identity_map_scores_as_the_affine_alone():
+    judge, map_grid = _judge_and_grid()
     affine = AffineParameters(np.eye(3), np.array([SHIFT_MM, 0.0, 0.0]))  # the affine does the work
-    check = check_deformation(fixed, grid, moving, grid, affine, _deformation(points, grid, 0.0))
-    assert abs(check.deformed_loss - check.affine_loss) < 1e-6 and not check.helps
+    alone, with_identity = judge.losses(affine, [None, physical_points(map_grid)], map_grid)
+    assert abs(alone - with_identity) < 1e-5
 
 
-def test_register_reports_the_check_and_keeps_the_network_on_a_brain_pair():
-    report = register(SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz", preset="fast",
+def test_register_keeps_the_network_and_instance_optimisation_on_a_brain_pair():
+    report = register(SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz", preset="default",
                       device="cpu").report
     network = report["network"]
-    assert network["deformation_kept"] is True
-    assert network["similarity_loss_network"] < network["similarity_loss_affine"]
+    assert network["deformation_kept"] is True and network["instance_opt_kept"] is True
+    assert network["check_loss_instance_opt"] < network["check_loss_network"] < network["check_loss_affine"]
 
 
 def test_register_falls_back_to_the_affine_when_the_network_warps_the_images_apart():
@@ -65,6 +66,6 @@ def test_register_falls_back_to_the_affine_when_the_network_warps_the_images_apa
     report = register(fixed, fixed, preset="fast", device="cpu").report
     network = report["network"]
     assert network["deformation_kept"] is False
-    assert network["similarity_loss_network"] >= network["similarity_loss_affine"]
+    assert network["check_loss_network"] >= network["check_loss_affine"]
     det_affine = float(np.linalg.det(np.array(report["affine_matrix"])[:3, :3]))
     assert abs(report["det_jacobian_min"] - det_affine) < 1e-3 and abs(report["det_jacobian_max"] - det_affine) < 1e-3

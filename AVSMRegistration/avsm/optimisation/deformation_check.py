@@ -1,49 +1,84 @@
-"""Does a network's deformation bring the images closer than its affine alone? A network met outside the domain it
-was trained on (a whole head, another contrast, another organ) can warp the moving image away from the fixed one;
-the pipeline then keeps the affine and lets instance optimisation start from it.
+"""Does a deformation bring the images closer than the affine alone? A network met outside the domain it was trained
+on (a whole head, another contrast, another organ) can warp the moving image away from the fixed one, and an
+optimisation of local correlation can do so across a change of contrast; the pipeline then keeps what was better.
 
-Both candidates are scored with the deformable stages' own similarity (mk-LNCC on the working grids, the
-instance optimisation's windows), restricted to ``masks`` as every optimisation is.
+Every candidate is scored by the same judge, independent of what each stage optimised: normalised mutual information
+(no assumption on contrast) at the images' own resolution, on a fixed pseudo-random sample of fixed voxels, counted
+where the moving image was acquired and inside the user's masks. The working grids are too coarse for this: there a
+deformation that blurs fine anatomy into place can look as good as the right one.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Sequence
 
+import numpy as np
+import SimpleITK as sitk
 import torch
 
-from ..geometry import Grid, physical_points, physical_to_normalised
-from ..losses import MultiKernelLNCC
-from ..maps import apply_affine, upsample_map, warp_image_at
+from ..geometry import Grid, image_to_tensor, physical_to_normalised
+from ..losses import MutualInformation
+from ..maps import apply_affine, sample, warp_image_at
 from .affine_opt import AffineParameters
-from .masks import SimilarityMasks
-from .vsvf_opt import BRAIN_LNCC_SCALES, PriorDeformation
+
+SAMPLES = 50_000
 
 
-@dataclass(frozen=True)
-class DeformationCheck:
-    """The similarity loss (lower is closer) with the affine alone and with the deformation after it."""
+@dataclass
+class DeformationJudge:
+    """Fixed voxels (``points``: ``1 x 3 x N x 1 x 1`` LPS mm, ``values`` and mask ``weights`` of ``N``) and the
+    moving image at full resolution (``1 x 1 x d x h x w`` on ``moving_grid``, its mask likewise or None)."""
 
-    affine_loss: float
-    deformed_loss: float
+    points: torch.Tensor
+    values: torch.Tensor
+    weights: Optional[torch.Tensor]
+    moving: torch.Tensor
+    moving_grid: Grid
+    moving_mask: Optional[torch.Tensor]
 
-    @property
-    def helps(self) -> bool:
-        return self.deformed_loss < self.affine_loss
+    @classmethod
+    def of(cls, fixed: sitk.Image, moving: sitk.Image, fixed_mask: Optional[sitk.Image] = None,
+           moving_mask: Optional[sitk.Image] = None, samples: int = SAMPLES) -> "DeformationJudge":
+        """From the normalised images (values in [0, 1]) and the user's masks on their images' grids."""
+        grid = Grid.of_image(fixed)
+        count = min(samples, grid.num_voxels)
+        flat = np.sort(np.random.default_rng(grid.num_voxels).choice(grid.num_voxels, count, replace=False))
+        iz, iy, ix = np.unravel_index(flat, grid.shape)
+        index = np.stack([ix, iy, iz, np.ones_like(ix)]).astype(np.float64)
+        points = torch.as_tensor(grid.index_to_physical_matrix()[:3] @ index, dtype=torch.float32)
+        values = torch.as_tensor(sitk.GetArrayViewFromImage(fixed).reshape(-1)[flat].astype(np.float32))
+        weights = None
+        if fixed_mask is not None:
+            weights = torch.as_tensor((sitk.GetArrayViewFromImage(fixed_mask).reshape(-1)[flat] > 0).astype(np.float32))
+        return cls(points.reshape(1, 3, count, 1, 1), values, weights, image_to_tensor(moving), Grid.of_image(moving),
+                   None if moving_mask is None else image_to_tensor(sitk.Cast(moving_mask > 0, sitk.sitkFloat32)))
+
+    def losses(self, affine: AffineParameters, pullback_maps: Sequence[Optional[torch.Tensor]],
+               map_grid: Optional[Grid]) -> list[float]:
+        """The mutual-information loss (lower is closer) of the moving image pulled back through ``affine`` after each
+        map of ``pullback_maps`` (psi^{-1}, ``1 x 3 x d x h x w`` LPS points on ``map_grid``; None: the affine
+        alone)."""
+        loss = MutualInformation().against(self.values)
+        matrix, translation = affine.tensors(self.points.device)
+        scores = []
+        with torch.no_grad():
+            for pullback in pullback_maps:
+                inner = self.points if pullback is None else sample(pullback.float(), map_grid, self.points,
+                                                                     padding_mode="border")
+                coordinates = physical_to_normalised(apply_affine(matrix, translation, inner), self.moving_grid)
+                warped = warp_image_at(self.moving, self.moving_grid, coordinates)
+                # where the moving image was acquired (and inside its mask)
+                weight = (_inside(coordinates, self.moving_grid) if self.moving_mask is None
+                          else warp_image_at(self.moving_mask, self.moving_grid, coordinates))
+                if self.weights is not None:
+                    weight = weight * self.weights.reshape(weight.shape)
+                scores.append(float(loss(warped.reshape(-1), weight.reshape(-1))))
+        return scores
 
 
-def check_deformation(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, moving_grid: Grid,
-                      affine: AffineParameters, deformation: PriorDeformation,
-                      masks: SimilarityMasks = SimilarityMasks()) -> DeformationCheck:
-    """Score ``moving`` pulled back through ``affine`` alone and through ``affine`` after ``deformation.pullback_map``
-    (psi^{-1}, physical points on ``deformation.grid``) against ``fixed``; images ``1 x 1 x D x H x W`` in [0, 1]."""
-    loss = MultiKernelLNCC(BRAIN_LNCC_SCALES).against(fixed)
-    matrix, translation = affine.tensors(fixed.device)
-    inner = {"affine": physical_points(fixed_grid, device=fixed.device),
-             "deformed": upsample_map(deformation.pullback_map.to(fixed.device), fixed_grid)}
-    scores = {}
-    with torch.no_grad():
-        for name, points in inner.items():
-            coordinates = physical_to_normalised(apply_affine(matrix, translation, points), moving_grid)
-            scores[name] = float(loss(warp_image_at(moving, moving_grid, coordinates),
-                                      masks.weight(moving_grid, coordinates)))
-    return DeformationCheck(scores["affine"], scores["deformed"])
+def _inside(coordinates: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """1 where ``grid_sample`` coordinates (``B x D x H x W x 3``) fall in ``grid``'s box of voxels, as
+    :func:`avsm.maps.warp_image_at` decides it, else 0 (``B x 1 x D x H x W``)."""
+    size = torch.tensor(grid.size_xyz, dtype=coordinates.dtype, device=coordinates.device)
+    half_voxel = torch.where(size > 1, 1.0 / (size - 1).clamp_min(1), torch.ones_like(size))
+    return (coordinates.abs() <= 1.0 + half_voxel).all(dim=-1)[:, None].to(torch.float32)
