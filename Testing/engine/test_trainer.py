@@ -354,7 +354,7 @@ def test_native_validation_is_the_register_result_of_the_current_weights(tmp_pat
                            fixed_labels=data / "labels" / "s2.nii.gz", network_affine_steps=3,
                            network_vsvf_steps=0, device="cpu")
     # the step counts matter: the vSVF steps move the images (whether the deformation is then kept or not)
-    scores = [r.report["network"]["similarity_loss_network"] for r in (affine_only, result)]
+    scores = [r.report["network"]["check_loss_network"] for r in (affine_only, result)]
     assert abs(scores[0] - scores[1]) > 1e-4
     # the affine epoch scores the affine network's own result: no affine refinement, no vSVF step
     after_affine = register(data / "images" / "s2.nii.gz", data / "images" / "s3.nii.gz", method="avsm",
