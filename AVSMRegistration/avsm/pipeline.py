@@ -229,7 +229,10 @@ def register(
     points, a path or a SimpleITK transform, e.g. from landmark registration) that replaces the centre-of-mass
     start of the affine stage. ``similarity``: the affine stage's ("lncc", mk-LNCC, or "mi", normalised mutual
     information for images of different contrasts, e.g. T1 against T2); the deformable stages use squared local
-    correlation, which a local inversion of contrast does not change.
+    correlation, which a local inversion of contrast does not change. The affine stage compares the images only
+    where both were acquired (their fields of view). Each deformation (the network's, instance optimisation's,
+    vsvf-opt's) is kept only when mutual information at full resolution finds the images closer with it than with
+    what came before (``avsm.optimisation.deformation_check``; the report says which were kept).
     """
     started = time.perf_counter()
     request = _check_request(method, preset, device, working_spacing, similarity, dict(
