@@ -309,6 +309,17 @@ def run_elastix(fixed: str, moving: str, args, workdir: str) -> dict:
             "detj_min": float(det.min()), "detj_max": float(det.max()), "seconds": seconds}
 
 
+def in_fresh_process(function, *arguments):
+    """``function(*arguments)`` in a new Python process. picsl-greedy and itk-elastix each carry their own ITK: once
+    one has loaded in a process, the other's image readers find no IO factories there. Their timings are taken
+    inside the function, so the process start is not counted."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *arguments).result()
+
+
 def run_method(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
     if method in ("affine", "vsvf-opt", "vsvf-tuned"):
         return run_avsm(method, fixed, moving, args, workdir)
@@ -317,11 +328,11 @@ def run_method(method: str, fixed: str, moving: str, args, workdir: str) -> dict
     if method in PRESET_ROWS:
         return run_preset(method, fixed, moving, args, workdir)
     if method == "greedy":
-        return run_greedy(fixed, moving, args, workdir)
+        return in_fresh_process(run_greedy, fixed, moving, args, workdir)
     if method == "syn":
         return run_syn(fixed, moving, args, workdir)
     if method == "elastix":
-        return run_elastix(fixed, moving, args, workdir)
+        return in_fresh_process(run_elastix, fixed, moving, args, workdir)
     raise ValueError(f"unknown method {method!r} (choose from {', '.join(ALL_METHODS + EXTRA_METHODS)})")
 
 

@@ -21,6 +21,7 @@ def draw(summary: list[dict], rows: list[dict], path: str | Path, title: str) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     figure, axes = plt.subplots(figsize=(7.5, 5), dpi=120)
     for entry in summary:
@@ -36,6 +37,10 @@ def draw(summary: list[dict], rows: list[dict], path: str | Path, title: str) ->
         label = PEER_NAMES.get(method, f"preset {method}" if method in PRESET_NAMES else method)
         axes.annotate(label, (mean, entry["dice_mean"]), textcoords="offset points", xytext=(6, 6), fontsize=8)
     axes.set_xscale("log")
+    # plain numbers (1, 2, 5, 10, ...) rather than 2 x 10^0 labels that overlap
+    axes.xaxis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel("seconds per pair, end to end (log scale)")
     axes.set_ylabel("mean label Dice")
     axes.set_title(textwrap.fill(title, 95), fontsize=8)
