@@ -121,6 +121,12 @@ class RegistrationResult:
                 f"det J {r['det_jacobian_min']:.3f}..{r['det_jacobian_max']:.3f}")
         if r.get("dice_mean") is not None:
             text += f", mean Dice {r['dice_mean']:.4f} over {len(r['dice_per_label'])} labels"
+        network, vsvf = r.get("network") or {}, r.get("vsvf") or {}
+        dropped = [name for name, kept in (("the network's deformation", network.get("deformation_kept")),
+                                           ("instance optimisation", network.get("instance_opt_kept")),
+                                           ("the vSVF deformation", vsvf.get("deformation_kept"))) if kept is False]
+        if dropped:
+            text += f"; not kept, as they made the images less similar: {', '.join(dropped)}"
         return text
 
 

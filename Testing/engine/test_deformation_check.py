@@ -52,10 +52,11 @@ def test_an_identity_map_scores_as_the_affine_alone():
 
 
 def test_register_keeps_the_network_and_instance_optimisation_on_a_brain_pair():
-    report = register(SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz", preset="default",
-                      device="cpu").report
-    network = report["network"]
+    result = register(SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz", preset="default",
+                      device="cpu")
+    network = result.report["network"]
     assert network["deformation_kept"] is True and network["instance_opt_kept"] is True
+    assert "not kept" not in result.summary
     assert network["check_loss_instance_opt"] < network["check_loss_network"] < network["check_loss_affine"]
 
 
@@ -63,9 +64,10 @@ def test_register_falls_back_to_the_affine_when_the_network_warps_the_images_apa
     """An image against itself: any deformation of the network's is a loss; the fast preset then returns the
     network's affine alone, so det J is the affine's determinant everywhere."""
     fixed = SAMPLE_DATA / "fixed_t1_2mm.nii.gz"
-    report = register(fixed, fixed, preset="fast", device="cpu").report
-    network = report["network"]
+    result = register(fixed, fixed, preset="fast", device="cpu")
+    report, network = result.report, result.report["network"]
     assert network["deformation_kept"] is False
+    assert result.summary.endswith("not kept, as they made the images less similar: the network's deformation")
     assert network["check_loss_network"] >= network["check_loss_affine"]
     det_affine = float(np.linalg.det(np.array(report["affine_matrix"])[:3, :3]))
     assert abs(report["det_jacobian_min"] - det_affine) < 1e-3 and abs(report["det_jacobian_max"] - det_affine) < 1e-3
