@@ -42,10 +42,15 @@ def warp_image_at(moving: torch.Tensor, moving_grid: Grid, coordinates: torch.Te
     """:func:`warp_image` at points already in ``moving_grid``'s ``grid_sample`` coordinates
     (``B x D x H x W x 3``, align_corners; from :func:`avsm.geometry.physical_to_normalised`)."""
     values = F.grid_sample(moving, coordinates, mode="bilinear", padding_mode="border", align_corners=True)
-    size = torch.tensor(moving_grid.size_xyz, dtype=coordinates.dtype, device=coordinates.device)
+    return values * inside_box(coordinates, moving_grid).to(values.dtype)
+
+
+def inside_box(coordinates: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """``B x 1 x D x H x W`` booleans: which ``grid_sample`` coordinates (``B x D x H x W x 3``) of ``grid`` lie within
+    half a voxel of its voxels (ITK's ``IsInsideBuffer``: continuous index in [-0.5, n - 0.5])."""
+    size = torch.tensor(grid.size_xyz, dtype=coordinates.dtype, device=coordinates.device)
     half_voxel = torch.where(size > 1, 1.0 / (size - 1).clamp_min(1), torch.ones_like(size))
-    inside = (coordinates.abs() <= 1.0 + half_voxel).all(dim=-1)
-    return values * inside[:, None].to(values.dtype)
+    return (coordinates.abs() <= 1.0 + half_voxel).all(dim=-1)[:, None]
 
 
 def warp_labels(labels: torch.Tensor, labels_grid: Grid, phi: torch.Tensor) -> torch.Tensor:

@@ -253,7 +253,7 @@ def register(
     tick = time.perf_counter()
     report_progress("read", 0.0, "reading and checking inputs")
     inputs = _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_mask, initial_transform,
-                          request.spacing, request.device)
+                          request.spacing, request.device, deforms=request.method != "affine")
     timings["read_and_preprocess"] = time.perf_counter() - tick
     report_progress("read", 1.0, "inputs ready")
     with flush_denormals():
@@ -334,15 +334,16 @@ class _Inputs:
     moving_grid: Grid
     masks: SimilarityMasks  # the user's masks: where the deformable stages compare the images
     affine_masks: SimilarityMasks  # the user's masks times each image's field of view: the affine stage's
-    judge: DeformationJudge  # scores a deformation against the affine alone, at full resolution
+    judge: Optional[DeformationJudge]  # scores deformations at full resolution (None: the method has none)
     fixed_centre: np.ndarray  # LPS mm: the centre of the affine's linear part
     initial: AffineParameters  # the affine stage's start
     initial_source: str  # "centre of mass" or "initial transform"
 
 
 def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_mask, initial_transform,
-                 spacing: float, device: torch.device) -> _Inputs:
-    """Read and check every input, normalise, resample onto the working grids and find the affine's start."""
+                 spacing: float, device: torch.device, deforms: bool = True) -> _Inputs:
+    """Read and check every input, normalise, resample onto the working grids and find the affine's start;
+    ``deforms``: the method has a deformable stage, whose results the inputs' judge will score."""
     fixed_image = read_intensity_image(fixed, "fixed")
     moving_image = read_intensity_image(moving, "moving")
     moving_label_image = read_label_map(moving_labels, "moving labels", moving_image) if moving_labels is not None else None
@@ -370,8 +371,8 @@ def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_
                                      field_of_view(Grid.of_image(moving_image), moving_grid).to(device))
     return _Inputs(fixed_image, moving_image, fixed_label_image, moving_label_image, fixed_w.to(device), fixed_grid,
                    moving_w.to(device), moving_grid, masks, masks.times(fields_of_view),
-                   DeformationJudge.of(fixed_norm, moving_norm, fixed_mask_image, moving_mask_image), fixed_centre,
-                   initial, source)
+                   DeformationJudge.of(fixed_norm, moving_norm, fixed_mask_image, moving_mask_image)
+                   if deforms else None, fixed_centre, initial, source)
 
 
 @dataclass
@@ -384,6 +385,12 @@ class _Alignment:
     pushforward_map: Optional[torch.Tensor] = None
     map_grid: Optional[Grid] = None
     report: dict = field(default_factory=dict)
+
+
+def _affine_alone(affine: AffineParameters, map_grid: Grid, report: dict) -> _Alignment:
+    """The affine with an identity deformation on ``map_grid``: what stays when a deformation is not kept."""
+    identity = physical_points(map_grid)
+    return _Alignment(affine, identity, identity.clone(), map_grid, report)
 
 
 def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProgress, timings: dict) -> _Alignment:
@@ -402,8 +409,7 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
     info.update(deformation_kept=judged[1] < judged[0], check_loss_affine=round(judged[0], 5),
                 check_loss_network=round(judged[1], 5))
     if judged[1] >= judged[0]:  # the network warped the images apart: keep its affine, with an identity deformation
-        identity = physical_points(alignment.map_grid)
-        alignment = _Alignment(alignment.affine, identity, identity.clone(), alignment.map_grid, alignment.report)
+        alignment = _affine_alone(alignment.affine, alignment.map_grid, alignment.report)
     if not request.instance_opt:
         return alignment
     tick = time.perf_counter()
@@ -451,8 +457,7 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
     vsvf.update(deformation_kept=judged[1] < judged[0], check_loss_affine=round(judged[0], 5),
                 check_loss_vsvf=round(judged[1], 5))
     if judged[1] >= judged[0]:  # local correlation led astray (e.g. across a change of contrast): the affine alone
-        identity = physical_points(result.map_grid)
-        return _Alignment(affine, identity, identity.clone(), result.map_grid, {"vsvf": vsvf})
+        return _affine_alone(affine, result.map_grid, {"vsvf": vsvf})
     return _Alignment(affine, result.pullback_map.cpu(), result.pushforward_map.cpu(), result.map_grid,
                       {"vsvf": vsvf})
 

@@ -18,7 +18,7 @@ import torch
 
 from ..geometry import Grid, image_to_tensor, physical_to_normalised
 from ..losses import MutualInformation
-from ..maps import apply_affine, sample, warp_image_at
+from ..maps import apply_affine, inside_box, sample, warp_image_at
 from .affine_opt import AffineParameters
 
 SAMPLES = 50_000
@@ -68,17 +68,10 @@ class DeformationJudge:
                 coordinates = physical_to_normalised(apply_affine(matrix, translation, inner), self.moving_grid)
                 warped = warp_image_at(self.moving, self.moving_grid, coordinates)
                 # where the moving image was acquired (and inside its mask)
-                weight = (_inside(coordinates, self.moving_grid) if self.moving_mask is None
+                weight = (inside_box(coordinates, self.moving_grid).float() if self.moving_mask is None
                           else warp_image_at(self.moving_mask, self.moving_grid, coordinates))
                 if self.weights is not None:
                     weight = weight * self.weights.reshape(weight.shape)
                 scores.append(float(loss(warped.reshape(-1), weight.reshape(-1))))
         return scores
 
-
-def _inside(coordinates: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """1 where ``grid_sample`` coordinates (``B x D x H x W x 3``) fall in ``grid``'s box of voxels, as
-    :func:`avsm.maps.warp_image_at` decides it, else 0 (``B x 1 x D x H x W``)."""
-    size = torch.tensor(grid.size_xyz, dtype=coordinates.dtype, device=coordinates.device)
-    half_voxel = torch.where(size > 1, 1.0 / (size - 1).clamp_min(1), torch.ones_like(size))
-    return (coordinates.abs() <= 1.0 + half_voxel).all(dim=-1)[:, None].to(torch.float32)
