@@ -81,6 +81,20 @@ def _lncc_squared(warped: torch.Tensor, fixed: torch.Tensor, size: int, dilation
     return _lncc_from_sums(fixed_sums, moving_sums, float(size**3), eps)
 
 
+def _masked_lncc_squared(warped: torch.Tensor, fixed: torch.Tensor, mask: torch.Tensor, size: int, dilation: int,
+                         stride: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared local correlation over mask-weighted voxels, and each window's mask total (``B x d x h x w`` each)."""
+    weighted_fixed, weighted_warped = mask * fixed, mask * warped
+    sums = box_sum(torch.cat([mask, weighted_fixed, weighted_fixed * fixed, weighted_warped,
+                              weighted_warped * warped, weighted_warped * fixed], dim=1), size, dilation, stride)
+    n, s_i, s_ii, s_j, s_jj, s_ij = sums.unbind(dim=1)
+    count = n.clamp_min(1e-6)
+    cross = s_ij - s_i * s_j / count
+    var_i = (s_ii - s_i * s_i / count).clamp_min(0.0)
+    var_j = (s_jj - s_j * s_j / count).clamp_min(0.0)
+    return cross * cross / (var_i * var_j + eps), n
+
+
 @dataclass(frozen=True)
 class LNCCScale:
     size_ratio: float  # window size as a fraction of the smallest image dimension
@@ -132,8 +146,11 @@ class MultiKernelLNCC(torch.nn.Module):
         """The loss against one fixed image, its box sums computed once: ``loss(warped, mask=None)``, for optimisers
         that evaluate many warps of one pair (a fixed image without gradient keeps its sums out of autograd).
 
-        Without a mask it is ``self(warped, fixed)``. A ``mask`` (``B x 1 x D x H x W`` in [0, 1], no gradient)
-        weights each window by the mean mask inside it: windows wholly outside the mask do not count.
+        Without a mask it is ``self(warped, fixed)``. A ``mask`` (``B x 1 x D x H x W`` in [0, 1]) weighs every voxel:
+        each window's correlation is taken over its voxels weighted by the mask (a voxel outside does not enter its
+        sums), and each window counts by its mask total, so windows wholly outside do not count and a window across
+        the mask's edge is scored on its inside part only. The mask may carry a gradient (a moving field of view
+        pulled back through the map): the loss is then differentiable in where the images are compared.
         """
         windows = self.windows(fixed.shape[2:])
         sums = [_fixed_sums(fixed, size, dilation, stride) for size, dilation, stride, _ in windows]
@@ -141,11 +158,11 @@ class MultiKernelLNCC(torch.nn.Module):
         def loss(warped: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
             total = fixed.new_zeros(())
             for (size, dilation, stride, weight), fixed_sums in zip(windows, sums):
-                lncc = _lncc_squared(warped, fixed, size, dilation, stride, self.eps, fixed_sums)
                 if mask is None:
+                    lncc = _lncc_squared(warped, fixed, size, dilation, stride, self.eps, fixed_sums)
                     total = total + weight * (1.0 - lncc.mean())
                 else:
-                    inside = box_sum(mask.detach(), size, dilation, stride)[:, 0]
+                    lncc, inside = _masked_lncc_squared(warped, fixed, mask, size, dilation, stride, self.eps)
                     total = total + weight * (1.0 - (lncc * inside).sum() / inside.sum().clamp_min(1e-6))
             return total
 
@@ -197,7 +214,7 @@ class MutualInformation(torch.nn.Module):
         def loss(warped: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
             moving_weights = self._weights(self._take(warped, indices))
             if mask is not None:
-                moving_weights = moving_weights * self._take(mask.detach(), indices)[:, None]
+                moving_weights = moving_weights * self._take(mask, indices)[:, None]
             joint = fixed_weights.T @ moving_weights
             joint = joint / joint.sum().clamp_min(1e-12)
 

@@ -71,8 +71,8 @@ AFFINE_ITERATIONS = Option("affine_iterations", int, "Adam iterations of the aff
 VSVF_ITERATIONS = Option("vsvf_iterations", int, "Adam iterations of the vSVF optimisation, all at the working grid "
                          "(default: those of the vSVF settings)", minimum=0)
 VSVF_SETTINGS = Option("vsvf_settings", object, "avsm.optimisation.VSVFSettings of the vSVF optimisation (vsvf-opt) "
-                       "or of the instance optimisation (network methods; its iteration count is instance_opt)",
-                       command_line=False)
+                       "or of the instance optimisation (network methods; its iteration count is instance_opt, "
+                       "unless its levels give a schedule)", command_line=False)
 
 
 @dataclass(frozen=True)

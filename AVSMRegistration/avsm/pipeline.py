@@ -413,8 +413,7 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
     if not request.instance_opt:
         return alignment
     tick = time.perf_counter()
-    settings = dataclasses.replace(request.vsvf_settings or INSTANCE_OPT_SETTINGS, iterations=request.instance_opt,
-                                   levels=None)
+    settings = dataclasses.replace(request.vsvf_settings or INSTANCE_OPT_SETTINGS, iterations=request.instance_opt)
     prior = PriorDeformation(alignment.pullback_map, alignment.pushforward_map, alignment.map_grid)
     refined = optimise_vsvf(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, alignment.affine,
                             settings, prior=prior, masks=inputs.masks,

@@ -41,6 +41,18 @@ def test_what_lies_outside_the_mask_does_not_count():
     assert not torch.allclose(loss(warped), loss(changed), atol=1e-4)
 
 
+def test_a_window_across_the_mask_edge_is_scored_on_its_inside_part():
+    """Inside the mask the warped image is a linear function of the fixed one, outside it is noise: every window
+    that meets the mask correlates perfectly over its inside voxels, so the masked loss is 0."""
+    fixed, noise = _pair()
+    mask = torch.zeros_like(fixed)
+    mask[..., :8] = 1.0
+    warped = torch.where(mask > 0, 0.5 * fixed + 0.2, noise)
+    loss = MultiKernelLNCC(SCALES).against(fixed)
+    assert loss(warped, mask).item() < 1e-3
+    assert loss(warped).item() > 0.1
+
+
 def test_the_moving_mask_is_pulled_back_through_the_map():
     grid = Grid.of_image(sitk.Image(8, 8, 8, sitk.sitkFloat32))
     moving = torch.zeros((1, 1, 8, 8, 8))
@@ -82,7 +94,7 @@ def test_a_moving_mask_over_a_corrupted_region_recovers_the_shift_better(tmp_pat
     assert masked["masks"] == ["moving"] and plain["masks"] == []
     # the moving image is the fixed one moved by +6 mm: fixed -> moving points are x - 6
     errors = [np.abs(np.array(r["affine_matrix"])[:3, 3] - (-6.0, 0.0, 0.0)).max() for r in (plain, masked)]
-    assert errors[1] < errors[0] and errors[1] < 1.5
+    assert errors[1] < 0.7 * errors[0] and errors[1] < 2.0  # within half a voxel of the 4 mm working grid
 
 
 def test_an_empty_mask_and_a_mask_on_another_grid_are_refused(tmp_path):
@@ -126,3 +138,44 @@ def test_a_partial_field_of_view_does_not_pull_the_affine(tmp_path):
     # fixed -> moving points: z - 6 (the sample's z axis is LPS z)
     assert np.abs(matrix[:3, 3] - (0.0, 0.0, -6.0)).max() < 1.5
     assert np.abs(matrix[:3, :3] - np.eye(3)).max() < 0.03
+
+
+@pytest.mark.parametrize("similarity", ["lncc", "mi"])
+def test_differentiable_weights_give_the_exact_gradient_of_a_masked_similarity(similarity):
+    """With the moving mask pulled back differentiably, autograd's derivative of the masked similarity along a
+    shift equals the central finite difference; with detached weights it misses the voxels that enter or leave
+    the compared region and differs."""
+    from avsm.losses import affine_similarity
+
+    image = blob_image(size=(20, 20, 20), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), seed=3)
+    grid = Grid.of_image(image)
+    fixed = torch.as_tensor(sitk.GetArrayFromImage(image), dtype=torch.float64)[None, None]
+    box = sitk.Image(20, 20, 11, sitk.sitkFloat32)  # the moving scan saw the lower half only (z < 10.5)
+    mask = field_of_view(Grid.of_image(box), grid).double()
+    moving = fixed.roll(1, dims=4) * (mask > 0)  # and holds nothing beyond
+    loss_against_fixed = (affine_similarity(similarity) if similarity == "mi"
+                          else MultiKernelLNCC((LNCCScale(1 / 4, 1.0, 1),))).against(fixed)
+    points = physical_points(grid, dtype=torch.float64)
+    direction = torch.tensor([0.6, 0.2, -0.77], dtype=torch.float64)[None, :, None, None, None]
+
+    def loss(step: torch.Tensor, differentiable: bool) -> torch.Tensor:
+        coordinates = physical_to_normalised(points + 3.0 * step * direction, grid)
+        weight = SimilarityMasks(moving=mask).weight(grid, coordinates, differentiable=differentiable)
+        return loss_against_fixed(torch.nn.functional.grid_sample(moving, coordinates, align_corners=True), weight)
+
+    step = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+    exact = torch.autograd.grad(loss(step, True), step)[0].item()
+    detached = torch.autograd.grad(loss(step, False), step)[0].item()
+    with torch.no_grad():
+        h = 1e-4
+        finite = ((loss(step + h, True) - loss(step - h, True)) / (2 * h)).item()
+    assert exact == pytest.approx(finite, rel=1e-3, abs=1e-7)
+    assert abs(detached - finite) > 0.05 * abs(finite)
+
+
+def test_weights_carry_no_gradient_unless_asked():
+    grid = Grid.of_image(sitk.Image(6, 6, 6, sitk.sitkFloat32))
+    coordinates = physical_to_normalised(physical_points(grid), grid).requires_grad_(True)
+    masks = SimilarityMasks(moving=torch.ones((1, 1, 6, 6, 6)))
+    assert not masks.weight(grid, coordinates).requires_grad
+    assert masks.weight(grid, coordinates, differentiable=True).requires_grad

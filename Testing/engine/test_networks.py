@@ -236,3 +236,21 @@ def test_cpu_conv3d_runs_onednn_and_matches_nn_conv3d_forward_and_backward():
         assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4)
     double = fast.double()  # float64 (as gradcheck uses) takes nn.Conv3d's own path
     assert torch.autograd.gradcheck(double, (torch.rand(1, 4, 5, 5, 5, dtype=torch.float64, requires_grad=True),))
+
+
+def test_instance_optimisation_follows_the_levels_of_its_settings(tmp_path):
+    """Given settings with a coarse-to-fine schedule, instance optimisation runs those levels (its progress names
+    them); without levels it runs ``instance_opt`` iterations at the working grid."""
+    import dataclasses
+
+    from avsm import register
+    from avsm.optimisation import INSTANCE_OPT_SETTINGS
+
+    checkpoint = save_checkpoint(tmp_path / "avsm.pt", "avsm")
+    pair = (SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz")
+    for settings, expected in ((dataclasses.replace(INSTANCE_OPT_SETTINGS, levels=((0.5, 2), (1.0, 1))),
+                                {"level 1/2, step 2/2", "level 2/2, step 1/1"}), (None, {"step 3/3"})):
+        messages = []
+        register(*pair, method="avsm", model=str(checkpoint), device="cpu", instance_opt=3, vsvf_settings=settings,
+                 progress=lambda stage, fraction, message: messages.append(message) if stage == "instance_opt" else None)
+        assert expected <= {message.split(", similarity")[0] for message in messages}

@@ -26,10 +26,8 @@ def parse_setting(text: str) -> tuple[str, int, dict]:
     """``NAME=ITERATIONS[:field=value,...]`` -> (name, iterations, VSVFSettings overrides)."""
     name, _, rest = text.partition("=")
     count, _, fields = rest.partition(":")
-    overrides = {}
-    for item in filter(None, fields.split(",")):
-        key, _, value = item.partition("=")
-        overrides[key.strip()] = ast.literal_eval(value.strip())
+    call = ast.parse(f"settings({fields})", mode="eval").body  # top-level commas only: values may be tuples
+    overrides = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
     return name.strip(), int(count), overrides
 
 

@@ -98,7 +98,7 @@ def optimise_affine(
                                        to_coordinates[:3, :3] @ translation + to_coordinates[:3, 3],
                                        points).permute(0, 2, 3, 4, 1)
             loss = loss_against_fixed(warp_image_at(moving_s, moving_grid_s, coordinates),
-                                      masks_s.weight(moving_grid_s, coordinates))
+                                      masks_s.weight(moving_grid_s, coordinates, differentiable=True))
             loss.backward()
             optimiser.step()
             done += 1

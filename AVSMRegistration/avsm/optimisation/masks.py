@@ -2,11 +2,15 @@
 side), as users of elastix and ANTs give them, e.g. to leave a lesion, a resection or the neck out.
 
 A mask is a ``1 x 1 x D x H x W`` tensor in [0, 1] on its image's working grid (1 inside). Each iteration weighs the
-similarity's windows by the fixed mask times the moving mask pulled back through the current map (no gradient
-flows through the masks: they choose where to look, not where to move).
+similarity's voxels by the fixed mask times the moving mask pulled back through the current map.
 
 The affine stage also multiplies in each image's field of view (:func:`field_of_view`): where a scan was not
 acquired (beyond an oblique slab, below a cut above the chin) is unknown, not dark, and must not pull the overlap.
+There the pulled-back moving mask keeps its gradient, so that the similarity's gradient is the exact derivative of
+the masked similarity, voxels entering and leaving the overlap included: with detached weights it was 2-3 times
+too steep where a partial field of view meets the head, and the affine optimisation walked away from the right
+answer on whole-head pairs. The deformable stages take the masks without gradient (they choose where to look, not
+where to move).
 """
 from __future__ import annotations
 
@@ -47,15 +51,20 @@ class SimilarityMasks:
         return SimilarityMasks(None if self.fixed is None else self.fixed.to(device),
                                None if self.moving is None else self.moving.to(device))
 
-    def weight(self, moving_grid: Grid, coordinates: torch.Tensor) -> Optional[torch.Tensor]:
+    def weight(self, moving_grid: Grid, coordinates: torch.Tensor, differentiable: bool = False
+               ) -> Optional[torch.Tensor]:
         """Voxel weights on the fixed side for a map given as the moving grid's ``grid_sample`` coordinates of each
-        fixed voxel (``1 x D x H x W x 3``, :func:`avsm.geometry.physical_to_normalised`)."""
+        fixed voxel (``1 x D x H x W x 3``, :func:`avsm.geometry.physical_to_normalised`).
+
+        By default no gradient flows through the weights. ``differentiable``: the moving mask pulled back keeps its
+        gradient with respect to ``coordinates``, so that the similarity's gradient also counts the voxels that
+        enter or leave the compared region as the map moves (the exact derivative of a masked similarity)."""
         if not self:
             return None
-        with torch.no_grad():
+        with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
             weight = self.fixed
             if self.moving is not None:
-                pulled = warp_image_at(self.moving, moving_grid, coordinates.detach())
+                pulled = warp_image_at(self.moving, moving_grid, coordinates if differentiable else coordinates.detach())
                 weight = pulled if weight is None else weight * pulled
         return weight
 
