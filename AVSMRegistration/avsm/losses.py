@@ -41,20 +41,52 @@ def box_sum(x: torch.Tensor, size: int, dilation: int = 1, stride: int = 1) -> t
 
 
 def _box_sum_cumulative(x: torch.Tensor, size: int, stride: int) -> torch.Tensor:
-    """Undilated box sums along each spatial axis as differences of a cumulative sum, then strided.
+    """Undilated box sums along each spatial axis as differences of a cumulative sum, then strided."""
+    return _CumulativeBoxSum.apply(x, size, stride)
 
-    The cumulative sums are taken in float64: in float32 their rounding (relative 1e-7 of a running total that
+
+def _window_sums(x: torch.Tensor, dim: int, size: int, stride: int) -> torch.Tensor:
+    """Sums over ``size`` consecutive values along ``dim``, at every ``stride``-th valid start, in ``x``'s dtype.
+
+    Differences of a cumulative sum taken in float64: in float32 its rounding (relative 1e-7 of a running total that
     grows along the axis) reaches the size of a small window's variance, and the local correlation of nearly flat
     windows, and its gradient, go wrong.
     """
-    out = x
-    for dim in (2, 3, 4):
-        n = out.shape[dim]
-        cumulative = F.pad(torch.cumsum(out, dim, dtype=torch.float64), [0, 0] * (4 - dim) + [1, 0])
-        out = (cumulative.narrow(dim, size, n - size + 1) - cumulative.narrow(dim, 0, n - size + 1)).to(x.dtype)
-        if stride > 1:
-            out = out[(slice(None),) * dim + (slice(None, None, stride),)]
-    return out
+    n = x.shape[dim]
+    count = (n - size) // stride + 1
+    cumulative = torch.cumsum(x, dim, dtype=torch.float64)
+    every = (slice(None),) * dim + (slice(None, None, stride),)
+    upper = cumulative.narrow(dim, size - 1, (count - 1) * stride + 1)[every]
+    sums = upper.clone()  # the first window's sum is its cumulative sum; each later one minus what came before it
+    if count > 1:
+        sums.narrow(dim, 1, count - 1).sub_(cumulative.narrow(dim, stride - 1, (count - 2) * stride + 1)[every])
+    return sums.to(x.dtype)
+
+
+class _CumulativeBoxSum(torch.autograd.Function):
+    """Box sums over ``size^3`` windows at ``stride`` (valid positions), axis by axis; the backward pass is the
+    adjoint written out (each output's gradient spread back over its window, again by cumulative sums), cheaper
+    than autograd's trace of the forward's slices and copies."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, size: int, stride: int) -> torch.Tensor:
+        ctx.size, ctx.stride, ctx.shape = size, stride, x.shape
+        for dim in (2, 3, 4):
+            x = _window_sums(x, dim, size, stride)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        size, stride = ctx.size, ctx.stride
+        for dim in (4, 3, 2):
+            # input i receives the outputs k whose window k * stride .. k * stride + size - 1 holds it: the outputs
+            # spread at their stride, padded by size - 1 zeros on the left and summed over windows of size
+            shape = list(grad.shape)
+            shape[dim] = ctx.shape[dim] + size - 1
+            spread = grad.new_zeros(shape)
+            spread[(slice(None),) * dim + (slice(size - 1, size - 1 + (grad.shape[dim] - 1) * stride + 1, stride),)] = grad
+            grad = _window_sums(spread, dim, size, 1)
+        return grad, None, None
 
 
 def _lncc_from_sums(fixed_sums: torch.Tensor, moving_sums: torch.Tensor, n: float, eps: float) -> torch.Tensor:

@@ -34,14 +34,12 @@ def normalise_intensity(image: sitk.Image) -> sitk.Image:
 
 def centre_of_mass(image: sitk.Image) -> np.ndarray:
     """Intensity-weighted centre of mass (LPS mm) of a non-negative image."""
-    array = sitk.GetArrayViewFromImage(image).astype(np.float64)
-    total = array.sum()
+    array = sitk.GetArrayViewFromImage(image)  # float64 sums of the voxels as they are, without a float64 copy
+    profiles = [array.sum(axis=axes, dtype=np.float64) for axes in ((1, 2), (0, 2), (0, 1))]  # along z, y, x
+    total = profiles[0].sum()
     if total <= 0:
         raise AVSMError("image has no positive intensity after normalisation")
-    iz, iy, ix = (np.arange(n, dtype=np.float64) for n in array.shape)
-    cz = (array.sum(axis=(1, 2)) * iz).sum() / total
-    cy = (array.sum(axis=(0, 2)) * iy).sum() / total
-    cx = (array.sum(axis=(0, 1)) * ix).sum() / total
+    cz, cy, cx = ((profile * np.arange(len(profile), dtype=np.float64)).sum() / total for profile in profiles)
     return np.asarray(image.TransformContinuousIndexToPhysicalPoint((cx, cy, cz)))
 
 

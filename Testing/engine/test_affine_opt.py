@@ -103,3 +103,34 @@ def test_mutual_information_recovers_a_known_affine_across_an_inverted_contrast(
         found = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, start, fixed_centre, similarity=similarity)
         errors[similarity] = np.linalg.norm(points @ found.matrix.T + found.translation - expected, axis=1).mean()
     assert errors["mi"] < 2.5 < 10 < errors["lncc"]  # within about half a 4 mm voxel; mk-LNCC is lost
+
+
+def test_still_falling_compares_the_last_two_windows_of_losses():
+    from avsm.optimisation.affine_opt import _still_falling
+
+    assert _still_falling([1.0] * 5, 0.01, 10)  # too few steps to judge
+    assert _still_falling([1.0] * 10 + [0.95] * 10, 0.01, 10)  # 5 % lower
+    assert not _still_falling([1.0] * 10 + [0.995] * 10, 0.01, 10)  # 0.5 % lower: a plateau
+    assert not _still_falling([1.0] * 10 + [1.1] * 10, 0.01, 10)  # rising
+
+
+def _fractions_of_a_run(start_shift: float) -> tuple[list[float], np.ndarray]:
+    """Progress fractions and the found translation of one pair (moving = blobs moved by SHIFTS[0]) refined from
+    the identity moved by ``start_shift`` times the truth, with a coarse level of 10 steps that may run to 80."""
+    from avsm.optimisation.affine_opt import AffineParameters, optimise_affine
+
+    fixed, moving = _shifted_pairs()
+    fractions: list[float] = []
+    found = optimise_affine(fixed[:1], GRID, moving[:1], GRID, AffineParameters.translation_only(start_shift * SHIFTS[0]),
+                            (0.0, 0.0, 0.0), scales=(0.25,), iterations=(10,), longest=(80,),
+                            progress=lambda fraction, message: fractions.append(fraction))
+    return fractions, found.translation
+
+
+def test_a_level_goes_on_while_its_loss_falls_and_stops_on_a_plateau():
+    far, found_far = _fractions_of_a_run(0.0)
+    near, found_near = _fractions_of_a_run(1.0)
+    assert far[-1] > 20 / 80  # 10 steps were not enough from 6 mm away: it went on
+    assert near[-1] < far[-1] and near[-1] < 1.0  # started at the answer it stopped before the longest
+    for found in (found_far, found_near):
+        assert np.abs(found - SHIFTS[0].numpy()).max() < 1.5

@@ -59,12 +59,17 @@ def optimise_affine(
     progress: Optional[Callable[[float, str], None]] = None,
     masks: SimilarityMasks = SimilarityMasks(),
     similarity: str = "lncc",
+    longest: Optional[Sequence[int]] = None,
+    plateau: float = 0.01,
+    patience: int = 10,
 ) -> AffineParameters:
     """Adam on (L, t) over an image pyramid, minimising the similarity of moving(A x + b) and fixed.
 
     ``fixed`` and ``moving`` are ``1 x 1 x D x H x W`` working-grid tensors in [0, 1]; ``masks`` restrict the
     similarity to where they are 1; ``similarity``: "lncc" (mk-LNCC) or "mi" (normalised mutual information,
-    for a change of contrast).
+    for a change of contrast). Each level runs ``iterations`` steps; with ``longest``, a level then goes on, up to
+    ``longest`` steps, while its mean loss over the last ``patience`` steps is still ``plateau`` (relative) below
+    the mean over the ``patience`` steps before.
     """
     device = fixed.device
     centre_t = torch.as_tensor(np.asarray(centre), dtype=torch.float32, device=device)
@@ -76,10 +81,11 @@ def optimise_affine(
     linear = init_l.clone().requires_grad_(True)
     shift = (init_t / extent).clone().requires_grad_(True)  # translation in units of the domain extent
     loss_function = affine_similarity(similarity)
-    total = float(sum(iterations))
+    longest = iterations if longest is None else [max(a, b) for a, b in zip(iterations, longest)]
+    total = float(sum(longest))
     done = 0
     eye = torch.eye(3, device=device)
-    for scale, steps in zip(scales, iterations):
+    for scale, steps, most in zip(scales, iterations, longest):
         fixed_s, fixed_grid_s = downsample(fixed, fixed_grid, scale)
         moving_s, moving_grid_s = downsample(moving, moving_grid, scale)
         masks_s = masks.at_scale(fixed_grid, moving_grid, scale)
@@ -89,7 +95,10 @@ def optimise_affine(
                                          device=device)
         # finer scales refine: halve the step with every doubling of resolution (avoids oscillation at 1.0)
         optimiser = LightAdam([linear, shift], lr=learning_rate * scales[0] / scale)
-        for step in range(steps):
+        losses: list[float] = []
+        for step in range(most):
+            if step >= steps and not _still_falling(losses, plateau, patience):
+                break
             optimiser.zero_grad()
             matrix = eye + linear
             translation = centre_t + shift * extent - matrix @ centre_t
@@ -102,12 +111,24 @@ def optimise_affine(
             loss.backward()
             optimiser.step()
             done += 1
+            if most > steps:
+                losses.append(loss.item())
             if progress is not None and (step % 5 == 0 or step == steps - 1):
                 progress(done / total, f"scale {scale:g}, step {step + 1}/{steps}, loss {loss.item():.4f}")
     with torch.no_grad():
         matrix = (eye + linear).double().cpu().numpy()
         translation = (centre_t + shift * extent - (eye + linear) @ centre_t).double().cpu().numpy()
     return AffineParameters(matrix, translation)
+
+
+def _still_falling(losses: Sequence[float], plateau: float, patience: int) -> bool:
+    """Whether the mean of the last ``patience`` losses is at least ``plateau`` (relative) below the mean of the
+    ``patience`` before them."""
+    if len(losses) < 2 * patience:
+        return True
+    recent = float(np.mean(losses[-patience:]))
+    before = float(np.mean(losses[-2 * patience:-patience]))
+    return before - recent >= plateau * abs(before)
 
 
 # Refining a network's affine for one pair: Adam iterations at 1/4, then 1/2 of the working grid, from the
@@ -117,6 +138,14 @@ REFINE_SCALES = (0.25, 0.5)
 # on coarse levels alone MI stops short (ICBM T1 <- T2-like pairs: Dice 0.66-0.70 after 30 iterations, 0.93-0.94
 # with 20 more at the working grid; benchmarks/tuning/README.md).
 MI_REFINE_SCALES = (0.25, 0.5, 1.0)
+
+
+# The coarsest level goes on, up to 5 times its count, while its loss still falls by 1 % per 10 iterations: a brain
+# from the network's affine has settled by then (validation pairs: Dice 0.4739 -> 0.4730, same time), a whole head
+# from a network affine near the centre-of-mass start has not (whole-head T1 pairs: fast 0.379 -> 0.510;
+# benchmarks/tuning/README.md).
+REFINE_COARSE_EXTENSION = 5
+REFINE_PLATEAU = 0.01
 
 
 def refinement_schedule(iterations: int, similarity: str = "lncc") -> tuple[tuple[float, ...], tuple[int, ...]]:
@@ -141,10 +170,12 @@ def refine_affine(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, m
                   masks: SimilarityMasks = SimilarityMasks(), similarity: str = "lncc") -> AffineParameters:
     """The network methods' affine refinement of one pair: :func:`optimise_affine` from ``init`` for ``iterations``
     Adam steps (and, with mutual information, two thirds as many again at the working grid) on the
-    :func:`refinement_schedule` (``centre``: the fixed centre of mass, LPS mm)."""
+    :func:`refinement_schedule`, the coarsest level going on while its loss still falls (``centre``: the fixed
+    centre of mass, LPS mm)."""
     scales, counts = refinement_schedule(iterations, similarity)
+    longest = (counts[0] * REFINE_COARSE_EXTENSION, *counts[1:])
     return optimise_affine(fixed, fixed_grid, moving, moving_grid, init, centre, scales=scales, iterations=counts,
-                           masks=masks, similarity=similarity)
+                           masks=masks, similarity=similarity, longest=longest, plateau=REFINE_PLATEAU)
 
 
 def refine_affines(fixed: torch.Tensor, moving: torch.Tensor, grid: Grid, matrix: torch.Tensor,
