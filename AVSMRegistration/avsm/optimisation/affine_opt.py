@@ -143,9 +143,10 @@ MI_REFINE_SCALES = (0.25, 0.5, 1.0)
 # The coarsest level goes on, up to 5 times its count, while its loss still falls by 1 % per 10 iterations: a brain
 # from the network's affine has settled by then (validation pairs: Dice 0.4739 -> 0.4730, same time), a whole head
 # from a network affine near the centre-of-mass start has not (whole-head T1 pairs: fast 0.379 -> 0.510;
-# benchmarks/tuning/README.md).
+# benchmarks/tuning/README.md). Mutual information's loss moves in a narrow band (0.85-0.95 on whole heads), so it
+# goes on while it falls by 0.1 %.
 REFINE_COARSE_EXTENSION = 5
-REFINE_PLATEAU = 0.01
+REFINE_PLATEAU = {"lncc": 0.01, "mi": 0.001}
 
 
 def refinement_schedule(iterations: int, similarity: str = "lncc") -> tuple[tuple[float, ...], tuple[int, ...]]:
@@ -175,7 +176,7 @@ def refine_affine(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, m
     scales, counts = refinement_schedule(iterations, similarity)
     longest = (counts[0] * REFINE_COARSE_EXTENSION, *counts[1:])
     return optimise_affine(fixed, fixed_grid, moving, moving_grid, init, centre, scales=scales, iterations=counts,
-                           masks=masks, similarity=similarity, longest=longest, plateau=REFINE_PLATEAU)
+                           masks=masks, similarity=similarity, longest=longest, plateau=REFINE_PLATEAU[similarity])
 
 
 def refine_affines(fixed: torch.Tensor, moving: torch.Tensor, grid: Grid, matrix: torch.Tensor,
