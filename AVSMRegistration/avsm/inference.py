@@ -93,14 +93,16 @@ def predict(method: str, checkpoint_entry: ModelEntry, fixed_w: torch.Tensor, fi
             moving_grid: Grid, initial: AffineParameters, affine_steps: Optional[int] = None,
             vsvf_steps: Optional[int] = None, progress: Optional[Callable[[float, str], None]] = None,
             affine_refine: int = 0, centre: Optional[Sequence[float]] = None,
-            masks: SimilarityMasks = SimilarityMasks(), similarity: str = "lncc") -> Prediction:
+            masks: SimilarityMasks = SimilarityMasks(), similarity: str = "lncc",
+            affine_polish: Optional[Callable[[AffineParameters], AffineParameters]] = None) -> Prediction:
     """Run the network of ``checkpoint_entry`` on one pair of ``1 x 1 x D x H x W`` working tensors in [0, 1].
 
     ``initial`` is the starting affine (the centre-of-mass translation); ``affine_steps`` and ``vsvf_steps``
     override the network's test-time step counts. ``affine_refine`` N > 0 refines the affine network's result
     for this pair with N Adam iterations of mk-LNCC (``refine_affine``; ``centre``: the fixed image's
     centre of mass, LPS mm, the centre of the linear part; ``masks`` restrict its ``similarity``) before the
-    deformable network runs from it.
+    deformable network runs from it; ``affine_polish``, when given, then takes the refined affine one step further
+    (the pipeline's last step of a mutual-information affine, at the images' own resolution).
     The networks run under ``torch.inference_mode``: no autograd state.
     """
     if affine_refine and centre is None:
@@ -126,6 +128,11 @@ def predict(method: str, checkpoint_entry: ModelEntry, fixed_w: torch.Tensor, fi
                                 centre, affine_refine, masks, similarity)
         matrix, translation = refined.matrix, refined.translation
         timings["affine_refine"] = time.perf_counter() - tick
+    if affine_polish is not None:
+        tick = time.perf_counter()
+        polished = affine_polish(AffineParameters(matrix, translation))
+        matrix, translation = polished.matrix, polished.translation
+        timings["affine_polish"] = time.perf_counter() - tick
     progress(0.3, "deformable network")
     tick = time.perf_counter()
     with torch.inference_mode():

@@ -221,7 +221,7 @@ class MutualInformation(torch.nn.Module):
         weights = torch.exp(-0.5 * ((values[:, None].clamp(0.0, 1.0) - centres) * (self.bins - 1)) ** 2)
         return weights / weights.sum(dim=1, keepdim=True)
 
-    def _sample_indices(self, count: int, device: torch.device) -> Optional[torch.Tensor]:
+    def sample_indices(self, count: int, device: torch.device) -> Optional[torch.Tensor]:
         """A fixed pseudo-random subset of ``max_samples`` voxel indices (None: every voxel). Random rather than
         strided: a stride can fall in step with the rows and sample a few columns only."""
         if count <= self.max_samples:
@@ -240,7 +240,7 @@ class MutualInformation(torch.nn.Module):
     def against(self, fixed: torch.Tensor) -> Callable[..., torch.Tensor]:
         """The loss against one fixed image (no gradient), its Parzen weights computed once: ``loss(warped, mask=None)``;
         a ``mask`` (same shape, in [0, 1]) weighs each voxel's contribution to the histogram."""
-        indices = self._sample_indices(fixed.numel(), fixed.device)
+        indices = self.sample_indices(fixed.numel(), fixed.device)
         fixed_weights = self._weights(self._take(fixed.detach(), indices))
 
         def loss(warped: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -37,6 +37,7 @@ from .metrics import dice_per_label, mean_dice
 from .numerics import flush_denormals
 from .optimisation import (INSTANCE_OPT_SETTINGS, AffineParameters, PriorDeformation, SimilarityMasks, VSVFSettings,
                            field_of_view, optimise_affine, optimise_vsvf)
+from .optimisation.affine_polish import polish_affine
 from .optimisation.deformation_check import DeformationJudge
 from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
 from .progress import StagedProgress
@@ -253,7 +254,8 @@ def register(
     tick = time.perf_counter()
     report_progress("read", 0.0, "reading and checking inputs")
     inputs = _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_mask, initial_transform,
-                          request.spacing, request.device, deforms=request.method != "affine")
+                          request.spacing, request.device,
+                          samples=request.method != "affine" or request.similarity == "mi")
     timings["read_and_preprocess"] = time.perf_counter() - tick
     report_progress("read", 1.0, "inputs ready")
     with flush_denormals():
@@ -341,9 +343,10 @@ class _Inputs:
 
 
 def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_mask, initial_transform,
-                 spacing: float, device: torch.device, deforms: bool = True) -> _Inputs:
+                 spacing: float, device: torch.device, samples: bool = True) -> _Inputs:
     """Read and check every input, normalise, resample onto the working grids and find the affine's start;
-    ``deforms``: the method has a deformable stage, whose results the inputs' judge will score."""
+    ``samples``: build the inputs' full-resolution sample (``judge``), which scores a deformable stage's results and
+    takes a mutual-information affine its last step."""
     fixed_image = read_intensity_image(fixed, "fixed")
     moving_image = read_intensity_image(moving, "moving")
     moving_label_image = read_label_map(moving_labels, "moving labels", moving_image) if moving_labels is not None else None
@@ -372,7 +375,7 @@ def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_
     return _Inputs(fixed_image, moving_image, fixed_label_image, moving_label_image, fixed_w.to(device), fixed_grid,
                    moving_w.to(device), moving_grid, masks, masks.times(fields_of_view),
                    DeformationJudge.of(fixed_norm, moving_norm, fixed_mask_image, moving_mask_image)
-                   if deforms else None, fixed_centre, initial, source)
+                   if samples else None, fixed_centre, initial, source)
 
 
 @dataclass
@@ -400,7 +403,8 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
                          inputs.moving_grid, inputs.initial, affine_steps=request.network_affine_steps,
                          vsvf_steps=request.network_vsvf_steps, progress=lambda f, m: report_progress("network", f, m),
                          affine_refine=request.affine_refine,
-                         centre=inputs.fixed_centre, masks=inputs.affine_masks, similarity=request.similarity)
+                         centre=inputs.fixed_centre, masks=inputs.affine_masks, similarity=request.similarity,
+                         affine_polish=_affine_polish(request, inputs))
     timings["network"] = time.perf_counter() - tick
     info = dict(prediction.info, instance_opt=int(request.instance_opt or 0))
     alignment = _Alignment(prediction.affine, prediction.pullback_map, prediction.pushforward_map,
@@ -430,6 +434,13 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
                       alignment.report)
 
 
+def _affine_polish(request: _Request, inputs: _Inputs) -> Optional[Callable[[AffineParameters], AffineParameters]]:
+    """With mutual information, the affine's last step at the images' own resolution (``affine_polish``)."""
+    if request.similarity != "mi":
+        return None
+    return lambda affine: polish_affine(inputs.judge, affine, inputs.fixed_centre)
+
+
 def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: StagedProgress,
                       timings: dict) -> _Alignment:
     """Multi-scale affine optimisation, then (vsvf-opt) the vSVF momentum optimised for this pair."""
@@ -439,6 +450,9 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
                              inputs.fixed_centre, **schedule, masks=inputs.affine_masks,
                              similarity=request.similarity,
                              progress=lambda f, m: report_progress("affine", f, m))
+    polish = _affine_polish(request, inputs)
+    if polish is not None:
+        affine = polish(affine)
     timings["affine"] = time.perf_counter() - tick
     if request.method != "vsvf-opt":
         return _Alignment(affine)

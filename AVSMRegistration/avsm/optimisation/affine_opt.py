@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..geometry import Grid, physical_points, physical_to_normalised_matrix
-from ..losses import affine_similarity
+from ..losses import MutualInformation, affine_similarity
 from ..maps import apply_affine, warp_image_at
 from .light_adam import LightAdam
 from .masks import SimilarityMasks
@@ -72,36 +72,30 @@ def optimise_affine(
     the mean over the ``patience`` steps before.
     """
     device = fixed.device
-    centre_t = torch.as_tensor(np.asarray(centre), dtype=torch.float32, device=device)
     extent = float(np.mean([(n - 1) * s for n, s in zip(fixed_grid.size_xyz, fixed_grid.spacing)]))
-    init_l = torch.as_tensor(init.matrix - np.eye(3), dtype=torch.float32, device=device)
-    # t such that (I + L)(x - c) + c + t = A x + b  =>  t = b + A c - c
-    init_t = torch.as_tensor(init.translation + init.matrix @ np.asarray(centre) - np.asarray(centre),
-                             dtype=torch.float32, device=device)
-    linear = init_l.clone().requires_grad_(True)
-    shift = (init_t / extent).clone().requires_grad_(True)  # translation in units of the domain extent
+    unknowns = CentredAffine(init, centre, extent, device)
     loss_function = affine_similarity(similarity)
     longest = iterations if longest is None else [max(a, b) for a, b in zip(iterations, longest)]
     total = float(sum(longest))
     done = 0
-    eye = torch.eye(3, device=device)
     for scale, steps, most in zip(scales, iterations, longest):
         fixed_s, fixed_grid_s = downsample(fixed, fixed_grid, scale)
         moving_s, moving_grid_s = downsample(moving, moving_grid, scale)
         masks_s = masks.at_scale(fixed_grid, moving_grid, scale)
-        loss_against_fixed = loss_function.against(fixed_s)
         points = physical_points(fixed_grid_s, device=device)
+        if isinstance(loss_function, MutualInformation):
+            fixed_s, points, masks_s = _sampled_voxels(loss_function, fixed_s, points, masks_s)
+        loss_against_fixed = loss_function.against(fixed_s)
         to_coordinates = torch.as_tensor(physical_to_normalised_matrix(moving_grid_s), dtype=torch.float32,
                                          device=device)
         # finer scales refine: halve the step with every doubling of resolution (avoids oscillation at 1.0)
-        optimiser = LightAdam([linear, shift], lr=learning_rate * scales[0] / scale)
+        optimiser = LightAdam(unknowns.parameters(), lr=learning_rate * scales[0] / scale)
         losses: list[float] = []
         for step in range(most):
             if step >= steps and not _still_falling(losses, plateau, patience):
                 break
             optimiser.zero_grad()
-            matrix = eye + linear
-            translation = centre_t + shift * extent - matrix @ centre_t
+            matrix, translation = unknowns()
             # the moving grid's grid_sample coordinates of each fixed point: one 3 x 3 product per voxel
             coordinates = apply_affine(to_coordinates[:3, :3] @ matrix,
                                        to_coordinates[:3, :3] @ translation + to_coordinates[:3, 3],
@@ -115,10 +109,52 @@ def optimise_affine(
                 losses.append(loss.item())
             if progress is not None and (step % 5 == 0 or step == steps - 1):
                 progress(done / total, f"scale {scale:g}, step {step + 1}/{steps}, loss {loss.item():.4f}")
-    with torch.no_grad():
-        matrix = (eye + linear).double().cpu().numpy()
-        translation = (centre_t + shift * extent - (eye + linear) @ centre_t).double().cpu().numpy()
-    return AffineParameters(matrix, translation)
+    return unknowns.result()
+
+
+class CentredAffine:
+    """The unknowns of an affine optimisation: ``y = (I + L)(x - c) + c + t`` about a centre ``c`` (LPS mm), so that
+    rotations about the anatomy and translations are decoupled, with ``t`` in units of the domain ``extent`` (mm) so
+    that one Adam step moves both by comparable amounts."""
+
+    def __init__(self, init: AffineParameters, centre: Sequence[float], extent: float, device):
+        c = np.asarray(centre, dtype=np.float64)
+        self.centre = torch.as_tensor(c, dtype=torch.float32, device=device)
+        self.extent = extent
+        self.eye = torch.eye(3, device=device)
+        self.linear = torch.as_tensor(init.matrix - np.eye(3), dtype=torch.float32, device=device).requires_grad_(True)
+        # t such that (I + L)(x - c) + c + t = A x + b  =>  t = b + A c - c
+        shift = (init.translation + init.matrix @ c - c) / extent
+        self.shift = torch.as_tensor(shift, dtype=torch.float32, device=device).requires_grad_(True)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.linear, self.shift]
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(matrix, translation) of the map fixed -> moving, differentiable in the unknowns."""
+        matrix = self.eye + self.linear
+        return matrix, self.centre + self.shift * self.extent - matrix @ self.centre
+
+    def result(self) -> AffineParameters:
+        with torch.no_grad():
+            matrix, translation = self()
+        return AffineParameters(matrix.double().cpu().numpy(), translation.double().cpu().numpy())
+
+
+def _sampled_voxels(similarity: MutualInformation, fixed: torch.Tensor, points: torch.Tensor,
+                    masks: SimilarityMasks) -> tuple[torch.Tensor, torch.Tensor, SimilarityMasks]:
+    """Mutual information's histogram takes a fixed subset of the fixed voxels: keep only those (``1 x 1 x N x 1 x 1``
+    values, ``1 x 3 x N x 1 x 1`` points, the fixed mask likewise), so that each iteration warps N voxels, not the
+    whole grid. The loss and its gradient are the same."""
+    indices = similarity.sample_indices(fixed.numel(), fixed.device)
+    if indices is None:
+        return fixed, points, masks
+    count = len(indices)
+
+    def take(volume: torch.Tensor) -> torch.Tensor:
+        return volume.reshape(volume.shape[1], -1)[:, indices].reshape(1, volume.shape[1], count, 1, 1)
+
+    return take(fixed), take(points), SimilarityMasks(None if masks.fixed is None else take(masks.fixed), masks.moving)
 
 
 def _still_falling(losses: Sequence[float], plateau: float, patience: int) -> bool:

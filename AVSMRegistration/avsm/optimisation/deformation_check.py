@@ -65,13 +65,17 @@ class DeformationJudge:
             for pullback in pullback_maps:
                 inner = self.points if pullback is None else sample(pullback.float(), map_grid, self.points,
                                                                      padding_mode="border")
-                coordinates = physical_to_normalised(apply_affine(matrix, translation, inner), self.moving_grid)
-                warped = warp_image_at(self.moving, self.moving_grid, coordinates)
-                # where the moving image was acquired (and inside its mask)
-                weight = (inside_box(coordinates, self.moving_grid).float() if self.moving_mask is None
-                          else warp_image_at(self.moving_mask, self.moving_grid, coordinates))
-                if self.weights is not None:
-                    weight = weight * self.weights.reshape(weight.shape)
-                scores.append(float(loss(warped.reshape(-1), weight.reshape(-1))))
+                scores.append(float(loss(*self.warped_at(apply_affine(matrix, translation, inner)))))
         return scores
+
+    def warped_at(self, moving_points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The moving image at ``moving_points`` (``1 x 3 x N x 1 x 1`` LPS mm, where the map sends the sampled fixed
+        voxels) and each voxel's weight: where the moving image was acquired, inside the masks (``N`` each)."""
+        coordinates = physical_to_normalised(moving_points, self.moving_grid)
+        warped = warp_image_at(self.moving, self.moving_grid, coordinates)
+        weight = (inside_box(coordinates, self.moving_grid).to(warped.dtype) if self.moving_mask is None
+                  else warp_image_at(self.moving_mask, self.moving_grid, coordinates))
+        if self.weights is not None:
+            weight = weight * self.weights.reshape(weight.shape)
+        return warped.reshape(-1), weight.reshape(-1)
 
