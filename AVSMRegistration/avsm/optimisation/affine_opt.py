@@ -108,7 +108,8 @@ def optimise_affine(
             if most > steps:
                 losses.append(loss.item())
             if progress is not None and (step % 5 == 0 or step == steps - 1):
-                progress(done / total, f"scale {scale:g}, step {step + 1}/{steps}, loss {loss.item():.4f}")
+                count = f"{step + 1}/{steps}" if step < steps else f"{step + 1} (going on while the loss falls)"
+                progress(done / total, f"scale {scale:g}, step {count}, loss {loss.item():.4f}")
     return unknowns.result()
 
 
