@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,27 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
 def load_script(name: str, relative: str):
-    """Import a repository script that is not part of a package (e.g. ``benchmarks/malf_accuracy.py``)."""
+    """Import a repository script that is not part of a package (e.g. ``benchmarks/malf_accuracy.py``), registered
+    in ``sys.modules`` before it runs (its dataclasses look their module up there)."""
     spec = importlib.util.spec_from_file_location(name, REPO / relative)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def inverted_contrast_pair(angles=(0.12, -0.08, 0.1), shift=(7.0, -5.0, 4.0)):
+    """The sample T1 (2 mm) and a T2-like copy of it (brain contrast inverted) moved by a known rigid transform:
+    (fixed, moving, truth), the truth a ``sitk.Euler3DTransform`` mapping fixed to moving points (radians, mm)."""
+    fixed = sitk.ReadImage(str(SAMPLE_DATA / "fixed_t1_2mm.nii.gz"), sitk.sitkFloat32)
+    array = sitk.GetArrayFromImage(fixed)
+    brain = sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLE_DATA / "fixed_brainmask_2mm.nii.gz"))) > 0
+    scaled = array / np.percentile(array[brain], 99)
+    inverted = sitk.GetImageFromArray(np.where(brain, 1.3 - scaled, 0.05 * scaled).astype(np.float32))
+    inverted.CopyInformation(fixed)
+    centre = fixed.TransformContinuousIndexToPhysicalPoint([n / 2 for n in fixed.GetSize()])
+    truth = sitk.Euler3DTransform(centre, *angles, shift)
+    return fixed, sitk.Resample(inverted, fixed, truth.GetInverse(), sitk.sitkLinear, 0.0), truth
 
 
 def shared_path(relative: str) -> Path:

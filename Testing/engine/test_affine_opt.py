@@ -74,24 +74,14 @@ def test_refinement_schedule_refuses_a_negative_count():
 def test_mutual_information_recovers_a_known_affine_across_an_inverted_contrast():
     """The sample T1 against a copy whose brain contrast is inverted (T2-like) and that is rotated and shifted:
     mk-LNCC misses the transform, normalised mutual information finds it."""
-    import SimpleITK as sitk
-
     from avsm import pipeline
     from avsm.geometry import physical_points
     from avsm.optimisation import AffineParameters, optimise_affine
     from avsm.preprocess import centre_of_mass, normalise_intensity
 
-    from engine_fixtures import SAMPLE_DATA
+    from engine_fixtures import inverted_contrast_pair
 
-    fixed = sitk.ReadImage(str(SAMPLE_DATA / "fixed_t1_2mm.nii.gz"), sitk.sitkFloat32)
-    array = sitk.GetArrayFromImage(fixed)
-    brain = sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLE_DATA / "fixed_brainmask_2mm.nii.gz"))) > 0
-    scaled = array / np.percentile(array[brain], 99)
-    inverted = sitk.GetImageFromArray(np.where(brain, 1.3 - scaled, 0.05 * scaled).astype(np.float32))
-    inverted.CopyInformation(fixed)
-    centre = fixed.TransformContinuousIndexToPhysicalPoint([n / 2 for n in fixed.GetSize()])
-    truth = sitk.Euler3DTransform(centre, 0.12, -0.08, 0.1, (7.0, -5.0, 4.0))  # fixed -> moving points
-    moving = sitk.Resample(inverted, fixed, truth.GetInverse(), sitk.sitkLinear, 0.0)
+    fixed, moving, truth = inverted_contrast_pair()
     fixed_n, moving_n = normalise_intensity(fixed), normalise_intensity(moving)
     fixed_w, fixed_grid, moving_w, moving_grid = pipeline._working_pair(fixed_n, moving_n, 4.0)
     fixed_centre = centre_of_mass(fixed_n)

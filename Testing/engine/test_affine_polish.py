@@ -10,21 +10,12 @@ from avsm.optimisation.affine_polish import polish_affine
 from avsm.optimisation.deformation_check import DeformationJudge
 from avsm.preprocess import centre_of_mass, normalise_intensity
 
-from engine_fixtures import SAMPLE_DATA
+from engine_fixtures import SAMPLE_DATA, inverted_contrast_pair
 
 
 def _inverted_pair():
-    """The sample T1 (2 mm) and a T2-like copy (brain contrast inverted) under a known rotation and shift; the truth
-    as a fixed -> moving map."""
-    fixed = sitk.ReadImage(str(SAMPLE_DATA / "fixed_t1_2mm.nii.gz"), sitk.sitkFloat32)
-    array = sitk.GetArrayFromImage(fixed)
-    brain = sitk.GetArrayFromImage(sitk.ReadImage(str(SAMPLE_DATA / "fixed_brainmask_2mm.nii.gz"))) > 0
-    scaled = array / np.percentile(array[brain], 99)
-    inverted = sitk.GetImageFromArray(np.where(brain, 1.3 - scaled, 0.05 * scaled).astype(np.float32))
-    inverted.CopyInformation(fixed)
-    centre = fixed.TransformContinuousIndexToPhysicalPoint([n / 2 for n in fixed.GetSize()])
-    truth = sitk.Euler3DTransform(centre, 0.05, -0.04, 0.06, (3.0, -2.0, 1.5))
-    moving = sitk.Resample(inverted, fixed, truth.GetInverse(), sitk.sitkLinear, 0.0)
+    """The T1 and its T2-like copy (normalised) under a small known rigid transform, and the truth."""
+    fixed, moving, truth = inverted_contrast_pair((0.05, -0.04, 0.06), (3.0, -2.0, 1.5))
     return normalise_intensity(fixed), normalise_intensity(moving), truth
 
 

@@ -2,23 +2,16 @@
 normalised mutual information that picks a reference transform's direction, and the choice itself."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from engine_fixtures import REPO, SAMPLE_DATA
+from engine_fixtures import SAMPLE_DATA, load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("real_pairs", REPO / "benchmarks" / "real_pairs.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["real_pairs"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("real_pairs", "benchmarks/real_pairs.py")
 
 
 def test_the_error_of_a_translation_is_its_length(bench):

@@ -3,24 +3,16 @@ moving grid that cuts the head, contrasts in the right tissue order, and an ICBM
 brings the moving labels back onto the template's. Volumes are downsampled to 2.5-3 mm to stay fast."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from engine_fixtures import REPO, shared_path
+from engine_fixtures import load_script, shared_path
 
 
 @pytest.fixture(scope="module")
 def bench():
-    # registered in sys.modules before it runs: its dataclasses look their module up there
-    spec = importlib.util.spec_from_file_location("whole_head", REPO / "benchmarks" / "whole_head.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["whole_head"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("whole_head", "benchmarks/whole_head.py")
 
 
 @pytest.fixture(scope="module")
