@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import malf_accuracy as bench  # noqa: E402  (sets the thread counts before numpy/torch load)
+import malf_accuracy  # noqa: E402,F401  (imported for its side effect: the thread counts, set before numpy/torch load)
 
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
