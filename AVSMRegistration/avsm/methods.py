@@ -76,6 +76,12 @@ VSVF_SETTINGS = Option("vsvf_settings", object, "avsm.optimisation.VSVFSettings 
                        "unless its levels give a schedule)", command_line=False)
 
 
+# The options that choose a network method's model or set its networks. Across a change of contrast
+# (similarity "mi") a network method runs the affine optimisation instead of the bundled networks, which were
+# trained on one contrast, unless one of these is given.
+NETWORK_CHOICES: tuple[str, ...] = (MODEL.name, NETWORK_AFFINE_STEPS.name, NETWORK_VSVF_STEPS.name, AFFINE_REFINE.name)
+
+
 @dataclass(frozen=True)
 class Method:
     """A registration algorithm and the options it takes; ``network`` methods need a trained model (bundled or

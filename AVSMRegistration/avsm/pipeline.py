@@ -31,7 +31,7 @@ from .imageio import (ImageLike, TransformLike, read_intensity_image, read_label
 from .inference import LoadedNetwork, load_network, predict
 from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image_at, warp_labels, warp_labels_at
-from .methods import DEFAULT_PRESET, METHODS, SIMILARITIES, check_method_name, check_options
+from .methods import DEFAULT_PRESET, METHODS, NETWORK_CHOICES, SIMILARITIES, check_method_name, check_options
 from .methods import resolve as resolve_choice
 from .metrics import dice_per_label, mean_dice
 from .numerics import flush_denormals
@@ -235,7 +235,9 @@ def register(
     networks' own passes see the whole images. ``initial_transform``: a linear ITK transform (fixed -> moving
     points, a path or a SimpleITK transform, e.g. from landmark registration) that replaces the centre-of-mass
     start of the affine stage. ``similarity``: the affine stage's ("lncc", mk-LNCC, or "mi", normalised mutual
-    information for images of different contrasts, e.g. T1 against T2); the deformable stages use squared local
+    information for images of different contrasts, e.g. T1 against T2; the network methods then run the affine
+    optimisation instead of their networks, which saw one contrast in training, unless one of
+    ``avsm.methods.NETWORK_CHOICES`` is given); the deformable stages use squared local
     correlation, which a local inversion of contrast does not change. The affine stage compares the images only
     where both were acquired (their fields of view). Each deformation (the network's, instance optimisation's,
     vsvf-opt's) is kept only when mutual information at full resolution finds the images closer with it than with
@@ -246,8 +248,8 @@ def register(
         model=model, network_affine_steps=network_affine_steps, network_vsvf_steps=network_vsvf_steps,
         affine_refine=affine_refine, instance_opt=instance_opt, affine_iterations=affine_iterations,
         vsvf_iterations=vsvf_iterations, vsvf_settings=vsvf_settings))
-    weights = {"read": 1, "affine": 0 if request.network else 3, "vsvf": 10 if request.method == "vsvf-opt" else 0,
-               "network": 3 if request.network else 0, "instance_opt": (request.instance_opt or 0) / 6,
+    weights = {"read": 1, "affine": 3 if request.network is None or request.without_networks else 0, "vsvf": 10 if request.method == "vsvf-opt" else 0,
+               "network": 3 if request.network and not request.without_networks else 0, "instance_opt": (request.instance_opt or 0) / 6,
                "outputs": 2}
     report_progress = StagedProgress(progress, weights)
     timings: dict[str, float] = {}
@@ -296,6 +298,9 @@ class _Request:
     device: torch.device
     spacing: float
     similarity: str
+    # a network method runs the affine optimisation instead of its networks, which saw one contrast in training:
+    # with mutual information (a change of contrast), unless the caller chose the model or the networks' settings
+    without_networks: bool
     network_affine_steps: Optional[int] = None
     network_vsvf_steps: Optional[int] = None
     affine_refine: Optional[int] = None
@@ -319,7 +324,10 @@ def _check_request(method, preset, device, working_spacing, similarity, options:
     torch_device = resolve_device(device)
     network = load_network(model_entry) if model_entry is not None else None
     spacing = float(working_spacing or default_working_spacing(method, model_entry, network))
-    return _Request(method, preset_name, model_entry, network, torch_device, spacing, similarity, **values)
+    without_networks = (network is not None and similarity == "mi"
+                        and all(options.get(name) is None for name in NETWORK_CHOICES))
+    return _Request(method, preset_name, model_entry, network, torch_device, spacing, similarity, without_networks,
+                    **values)
 
 
 @dataclass
@@ -397,28 +405,35 @@ def _affine_alone(affine: AffineParameters, map_grid: Grid, report: dict) -> _Al
 
 
 def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProgress, timings: dict) -> _Alignment:
-    """The network (affine, refinement, deformable), then ``instance_opt`` iterations for this pair if asked."""
-    tick = time.perf_counter()
-    prediction = predict(request.method, request.model_entry, inputs.fixed_w, inputs.fixed_grid, inputs.moving_w,
-                         inputs.moving_grid, inputs.initial, affine_steps=request.network_affine_steps,
-                         vsvf_steps=request.network_vsvf_steps, progress=lambda f, m: report_progress("network", f, m),
-                         affine_refine=request.affine_refine,
-                         centre=inputs.fixed_centre, masks=inputs.affine_masks, similarity=request.similarity,
-                         affine_polish=_affine_polish(request, inputs))
-    timings["network"] = time.perf_counter() - tick
-    info = dict(prediction.info, instance_opt=int(request.instance_opt or 0))
-    alignment = _Alignment(prediction.affine, prediction.pullback_map, prediction.pushforward_map,
-                           prediction.map_grid, {"network": info})
-    judged = inputs.judge.losses(alignment.affine, [None, alignment.pullback_map], alignment.map_grid)
-    info.update(deformation_kept=judged[1] < judged[0], check_loss_affine=round(judged[0], 5),
-                check_loss_network=round(judged[1], 5))
-    if judged[1] >= judged[0]:  # the network warped the images apart: keep its affine, with an identity deformation
-        alignment = _affine_alone(alignment.affine, alignment.map_grid, alignment.report)
+    """The network (affine, refinement, deformable), then ``instance_opt`` iterations for this pair if asked. Across a
+    change of contrast (``request.without_networks``) the affine optimisation replaces the networks."""
+    if request.without_networks:
+        affine = _optimised_affine(request, inputs, report_progress, timings)
+        info = {"networks_used": False, "instance_opt": int(request.instance_opt or 0)}
+        alignment, judged = _Alignment(affine, report={"network": info}), inputs.judge.losses(affine, [None], None)
+    else:
+        tick = time.perf_counter()
+        prediction = predict(request.method, request.model_entry, inputs.fixed_w, inputs.fixed_grid, inputs.moving_w,
+                             inputs.moving_grid, inputs.initial, affine_steps=request.network_affine_steps,
+                             vsvf_steps=request.network_vsvf_steps,
+                             progress=lambda f, m: report_progress("network", f, m),
+                             affine_refine=request.affine_refine, centre=inputs.fixed_centre, masks=inputs.affine_masks,
+                             similarity=request.similarity, affine_polish=_affine_polish(request, inputs))
+        timings["network"] = time.perf_counter() - tick
+        info = dict(prediction.info, networks_used=True, instance_opt=int(request.instance_opt or 0))
+        alignment = _Alignment(prediction.affine, prediction.pullback_map, prediction.pushforward_map,
+                               prediction.map_grid, {"network": info})
+        judged = inputs.judge.losses(alignment.affine, [None, alignment.pullback_map], alignment.map_grid)
+        info.update(deformation_kept=judged[1] < judged[0], check_loss_affine=round(judged[0], 5),
+                    check_loss_network=round(judged[1], 5))
+        if judged[1] >= judged[0]:  # the network warped the images apart: keep its affine, with an identity deformation
+            alignment = _affine_alone(alignment.affine, alignment.map_grid, alignment.report)
     if not request.instance_opt:
         return alignment
     tick = time.perf_counter()
     settings = dataclasses.replace(request.vsvf_settings or INSTANCE_OPT_SETTINGS, iterations=request.instance_opt)
-    prior = PriorDeformation(alignment.pullback_map, alignment.pushforward_map, alignment.map_grid)
+    prior = (None if alignment.pullback_map is None
+             else PriorDeformation(alignment.pullback_map, alignment.pushforward_map, alignment.map_grid))
     refined = optimise_vsvf(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, alignment.affine,
                             settings, prior=prior, masks=inputs.masks,
                             progress=lambda f, m: report_progress("instance_opt", f, m))
@@ -441,9 +456,10 @@ def _affine_polish(request: _Request, inputs: _Inputs) -> Optional[Callable[[Aff
     return lambda affine: polish_affine(inputs.judge, affine, inputs.fixed_centre)
 
 
-def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: StagedProgress,
-                      timings: dict) -> _Alignment:
-    """Multi-scale affine optimisation, then (vsvf-opt) the vSVF momentum optimised for this pair."""
+def _optimised_affine(request: _Request, inputs: _Inputs, report_progress: StagedProgress,
+                      timings: dict) -> AffineParameters:
+    """The affine optimisation from the start (multi-scale, its own schedule or ``affine_iterations`` per level),
+    polished at full resolution with mutual information."""
     tick = time.perf_counter()
     schedule = {} if request.affine_iterations is None else {"iterations": (request.affine_iterations,) * 3}
     affine = optimise_affine(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, inputs.initial,
@@ -454,6 +470,13 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
     if polish is not None:
         affine = polish(affine)
     timings["affine"] = time.perf_counter() - tick
+    return affine
+
+
+def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: StagedProgress,
+                      timings: dict) -> _Alignment:
+    """Multi-scale affine optimisation, then (vsvf-opt) the vSVF momentum optimised for this pair."""
+    affine = _optimised_affine(request, inputs, report_progress, timings)
     if request.method != "vsvf-opt":
         return _Alignment(affine)
     tick = time.perf_counter()
@@ -482,7 +505,7 @@ def _report(request: _Request, inputs: _Inputs, alignment: _Alignment, outputs: 
         dice = dice_per_label(sitk.GetArrayViewFromImage(outputs["warped_labels"]),
                               sitk.GetArrayViewFromImage(inputs.fixed_labels))
     det = outputs["det_array"]
-    network = request.network
+    network = None if request.without_networks else request.network
     return {
         "method": request.method, "preset": request.preset,
         "model": network.name if network else None, "model_sha256": network.sha256 if network else None,

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 import avsm
 from avsm import AVSMError, register
 
-from engine_fixtures import SAMPLE_DATA, shared_path
+from engine_fixtures import SAMPLE_DATA, inverted_contrast_pair, shared_path
 
 FAST_AFFINE = dict(affine_iterations=20, working_spacing=4.0, device="cpu")
 FAST = dict(FAST_AFFINE, vsvf_iterations=8)  # vsvf-opt
@@ -194,3 +194,22 @@ def test_a_negative_refinement_count_is_refused(known_affine_pair):
     fixed, moving, _ = known_affine_pair
     with pytest.raises(AVSMError, match="affine_refine must be >= 0"):
         register(fixed, moving, method="voxelmorph", affine_refine=-1, device="cpu")
+
+
+def test_across_contrasts_the_network_methods_run_the_affine_optimisation_in_place_of_the_networks():
+    """With mutual information the bundled networks (trained on T1 pairs) are not run: ``fast`` finds the same affine
+    as the affine method on the same grid, ``default`` optimises its vSVF step from that affine; a network option
+    given explicitly runs the networks."""
+    fixed, moving, truth = inverted_contrast_pair()
+    options = dict(similarity="mi", working_spacing=4.0, device="cpu")
+    affine = register(fixed, moving, method="affine", **options)
+    fast = register(fixed, moving, preset="fast", **options)
+    assert fast.report["network"] == {"networks_used": False, "instance_opt": 0}
+    assert fast.report["model"] is None and "network" not in fast.report["timings"]
+    assert np.array_equal(fast.report["affine_matrix"], affine.report["affine_matrix"])
+    default = register(fixed, moving, preset="default", instance_opt=5, **options)
+    assert default.report["network"]["networks_used"] is False
+    assert np.array_equal(default.report["affine_matrix"], affine.report["affine_matrix"])
+    assert default.report["network"]["instance_opt"] == 5 and "instance_opt_kept" in default.report["network"]
+    chosen = register(fixed, moving, preset="fast", network_vsvf_steps=1, **options)
+    assert chosen.report["network"]["networks_used"] is True and chosen.report["model"] is not None

@@ -440,6 +440,11 @@ def test_the_summary_says_when_the_affine_stage_used_mutual_information():
                                                    "affine by mutual information.")
     report["affine_similarity"] = "lncc"
     assert "mutual information" not in summary_text(report, 1.0, "m", "f")
+    fast = {"method": "avsm", "preset": "fast", "device": "cpu", "affine_similarity": "mi",
+            "network": {"networks_used": False, "instance_opt": 0}}
+    assert summary_text(fast, 1.0, "m", "f") == (
+        "Preset 'fast' (AVSM network): 'm' -> 'f' in 1.0 s on cpu; affine by mutual information; the affine "
+        "optimisation in place of the networks, which were trained on one contrast.")
 
 
 def test_the_console_runs_the_affine_stage_with_mutual_information(module, nodes, scene, tmp_path):

@@ -58,10 +58,10 @@ def main() -> None:
                 pair = f"{f}<-{m}"
                 if (name, pair) in done:
                     continue
-                cfg = dict(cfg)
-                spacing = cfg.pop("working_spacing", 2.0)
-                method = cfg.pop("method", "vsvf-opt")
-                settings = VSVFSettings(**cfg)
+                fields = dict(cfg)
+                spacing = fields.pop("working_spacing", 2.0)
+                method = fields.pop("method", "vsvf-opt")
+                settings = VSVFSettings(**fields)
                 load = os.getloadavg()[0]
                 cpu0 = time.process_time()
                 r = avsm.register(str(malf_image(f)), str(malf_image(m)), method=method,
@@ -72,7 +72,7 @@ def main() -> None:
                 row = [name, pair, f"{rep['dice_mean']:.4f}", f"{rep['fold_fraction']:.2e}",
                        f"{rep['det_jacobian_min']:.3f}", f"{rep['det_jacobian_max']:.2f}",
                        f"{rep['timings']['total']:.1f}", f"{rep['timings'].get('vsvf', 0):.1f}", f"{cpu:.1f}", f"{load:.2f}",
-                       repr(dict(cfg, working_spacing=spacing))]
+                       repr(dict(fields, working_spacing=spacing))]
                 writer.writerow(row)
                 fh.flush()
                 print(*row[:10], flush=True)
