@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import os
 import sys
 import tempfile
@@ -352,7 +353,7 @@ def tuned_vsvf_settings():
 
 def vsvf_settings_from_args(args):
     from avsm.losses import LNCCScale
-    from avsm.optimisation import VSVFSettings
+    from avsm.optimisation import VSVF_OPT_SETTINGS
 
     overrides = {}
     for name in ("iterations", "learning_rate", "regularisation", "time_steps", "map_resolution_factor"):
@@ -363,7 +364,7 @@ def vsvf_settings_from_args(args):
         overrides["sigma_fractions"] = floats(args.vsvf_sigmas)
     if args.vsvf_sigma_weights:
         overrides["sigma_weights"] = floats(args.vsvf_sigma_weights)
-    elif args.vsvf_sigmas and len(overrides["sigma_fractions"]) != len(VSVFSettings().sigma_weights):
+    elif args.vsvf_sigmas and len(overrides["sigma_fractions"]) != len(VSVF_OPT_SETTINGS.sigma_weights):
         n = len(overrides["sigma_fractions"])
         overrides["sigma_weights"] = tuple(float(i + 1) for i in range(n))  # increasing, as the defaults
     if args.vsvf_lncc:
@@ -372,7 +373,7 @@ def vsvf_settings_from_args(args):
             ratio, weight, dilation = item.split(":")
             scales.append(LNCCScale(float(eval(ratio, {}, {})), float(weight), int(dilation)))
         overrides["lncc_scales"] = scales
-    return VSVFSettings(**overrides)
+    return dataclasses.replace(VSVF_OPT_SETTINGS, **overrides)
 
 
 # ---------------------------------------------------------------------------------------------- report

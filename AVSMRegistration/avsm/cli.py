@@ -39,8 +39,8 @@ def _register_arguments(parser: argparse.ArgumentParser, with_inputs: bool = Tru
     parser.add_argument("--similarity", default="lncc", choices=SIMILARITIES,
                         help="the affine stage's similarity: lncc (local correlation, same contrast) or mi (mutual "
                              "information, e.g. T1 against T2 or FLAIR; the network methods then run the affine "
-                             "optimisation in place of their networks, trained on one contrast, unless --model or a "
-                             "network option is given); default lncc")
+                             "optimisation in place of their networks unless --model or a network option is "
+                             "given); default lncc")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     for option in OPTIONS.values():  # each method's own (avsm.methods); a method refuses the others
         if option.command_line:

@@ -76,9 +76,10 @@ VSVF_SETTINGS = Option("vsvf_settings", object, "avsm.optimisation.VSVFSettings 
                        "unless its levels give a schedule)", command_line=False)
 
 
-# The options that choose a network method's model or set its networks. Across a change of contrast
-# (similarity "mi") a network method runs the affine optimisation instead of the bundled networks, which were
-# trained on one contrast, unless one of these is given.
+# The options that choose a network method's model or set its networks. Across a change of contrast (similarity
+# "mi") a network method runs the affine optimisation in place of the bundled networks unless one of these is given:
+# there they gained nothing over the affine on brain pairs and took whole-head pairs below it, which the
+# mutual-information check of deformations did not catch (docs/benchmarks.md, whole heads).
 NETWORK_CHOICES: tuple[str, ...] = (MODEL.name, NETWORK_AFFINE_STEPS.name, NETWORK_VSVF_STEPS.name, AFFINE_REFINE.name)
 
 
@@ -107,14 +108,17 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
            network=True, options=(MODEL, NETWORK_AFFINE_STEPS, AFFINE_REFINE, INSTANCE_OPT, VSVF_SETTINGS)),
     Method("vsvf-opt", "vSVF optimisation", "No network: multi-scale affine optimisation, then the vSVF momentum "
            "optimised for this pair.", network=False, options=(AFFINE_ITERATIONS, VSVF_ITERATIONS, VSVF_SETTINGS),
-           working_spacing_mm=2.0),
+           working_spacing_mm=1.5),
     Method("affine", "Affine optimisation", "No network: multi-scale affine optimisation only.", network=False,
            options=(AFFINE_ITERATIONS,), working_spacing_mm=3.0),
 )})
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
-# The affine stage's similarities (avsm.losses.affine_similarity): mk-LNCC, or normalised mutual information for
-# images of different contrasts.
+# How the images are compared, named by the affine stage's similarity (avsm.losses.affine_similarity): mk-LNCC, or
+# normalised mutual information for images of different contrasts. DEFORMABLE_SIMILARITY gives the deformable
+# stages' loss for each (avsm.optimisation.vsvf_opt.deformable_similarity): squared local correlation, or normalised
+# gradient fields, which score coinciding edges whatever the order of the tissues' intensities (T1 against FLAIR).
 SIMILARITIES: tuple[str, ...] = ("lncc", "mi")
+DEFORMABLE_SIMILARITY: Mapping[str, str] = MappingProxyType({"lncc": "lncc", "mi": "ngf"})
 NETWORK_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if m.network)
 OPTIONS: Mapping[str, Option] = MappingProxyType({o.name: o for m in METHODS.values() for o in m.options})
 """Every method's options by name, each once, in the order the methods declare them."""

@@ -31,12 +31,13 @@ from .imageio import (ImageLike, TransformLike, read_intensity_image, read_label
 from .inference import LoadedNetwork, load_network, predict
 from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image_at, warp_labels, warp_labels_at
-from .methods import DEFAULT_PRESET, METHODS, NETWORK_CHOICES, SIMILARITIES, check_method_name, check_options
+from .methods import (DEFAULT_PRESET, DEFORMABLE_SIMILARITY, METHODS, NETWORK_CHOICES, SIMILARITIES,
+                      check_method_name, check_options)
 from .methods import resolve as resolve_choice
 from .metrics import dice_per_label, mean_dice
 from .numerics import flush_denormals
-from .optimisation import (INSTANCE_OPT_SETTINGS, AffineParameters, PriorDeformation, SimilarityMasks, VSVFSettings,
-                           field_of_view, optimise_affine, optimise_vsvf)
+from .optimisation import (INSTANCE_OPT_SETTINGS, VSVF_OPT_SETTINGS, AffineParameters, PriorDeformation,
+                           SimilarityMasks, VSVFSettings, field_of_view, optimise_affine, optimise_vsvf)
 from .optimisation.affine_polish import polish_affine
 from .optimisation.deformation_check import DeformationJudge
 from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
@@ -236,9 +237,9 @@ def register(
     points, a path or a SimpleITK transform, e.g. from landmark registration) that replaces the centre-of-mass
     start of the affine stage. ``similarity``: the affine stage's ("lncc", mk-LNCC, or "mi", normalised mutual
     information for images of different contrasts, e.g. T1 against T2; the network methods then run the affine
-    optimisation instead of their networks, which saw one contrast in training, unless one of
-    ``avsm.methods.NETWORK_CHOICES`` is given); the deformable stages use squared local
-    correlation, which a local inversion of contrast does not change. The affine stage compares the images only
+    optimisation in place of their networks, unless one of ``avsm.methods.NETWORK_CHOICES`` is given); the
+    deformable stages use squared local correlation, which a local inversion of contrast does not change, or with
+    "mi" normalised gradient fields (``avsm.methods.DEFORMABLE_SIMILARITY``). The affine stage compares the images only
     where both were acquired (their fields of view). Each deformation (the network's, instance optimisation's,
     vsvf-opt's) is kept only when mutual information at full resolution finds the images closer with it than with
     what came before (``avsm.optimisation.deformation_check``; the report says which were kept).
@@ -257,7 +258,8 @@ def register(
     report_progress("read", 0.0, "reading and checking inputs")
     inputs = _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_mask, initial_transform,
                           request.spacing, request.device,
-                          samples=request.method != "affine" or request.similarity == "mi")
+                          samples=request.method != "affine" or request.similarity == "mi",
+                          affine_spacing=_affine_spacing(request, working_spacing))
     timings["read_and_preprocess"] = time.perf_counter() - tick
     report_progress("read", 1.0, "inputs ready")
     with flush_denormals():
@@ -285,6 +287,14 @@ def register(
                               fixed_labels=inputs.fixed_labels)
 
 
+def _affine_spacing(request: "_Request", working_spacing: Optional[float]) -> Optional[float]:
+    """The affine optimisation's own working grid (the affine method's) when the method runs it before a deformable
+    stage on a grid of its own (vsvf-opt; a network method in place of its networks) and no working spacing was
+    asked for; None: the working grid."""
+    runs_affine = request.method == "vsvf-opt" or request.without_networks
+    return METHODS["affine"].working_spacing_mm if runs_affine and working_spacing is None else None
+
+
 @dataclass
 class _Request:
     """The checked options of one call: what runs, where, on which grid, with which counts. The method's options
@@ -298,8 +308,8 @@ class _Request:
     device: torch.device
     spacing: float
     similarity: str
-    # a network method runs the affine optimisation instead of its networks, which saw one contrast in training:
-    # with mutual information (a change of contrast), unless the caller chose the model or the networks' settings
+    # a network method runs the affine optimisation in place of its networks: with mutual information (a change of
+    # contrast), unless the caller chose the model or the networks' settings (avsm.methods.NETWORK_CHOICES)
     without_networks: bool
     network_affine_steps: Optional[int] = None
     network_vsvf_steps: Optional[int] = None
@@ -348,13 +358,27 @@ class _Inputs:
     fixed_centre: np.ndarray  # LPS mm: the centre of the affine's linear part
     initial: AffineParameters  # the affine stage's start
     initial_source: str  # "centre of mass" or "initial transform"
+    affine_stage: Optional["_AffineStage"] = None  # the affine optimisation's working grids when not the ones above
+
+
+@dataclass
+class _AffineStage:
+    """The normalised images on the affine optimisation's own working grids, and its masks there."""
+
+    fixed_w: torch.Tensor
+    fixed_grid: Grid
+    moving_w: torch.Tensor
+    moving_grid: Grid
+    affine_masks: SimilarityMasks
 
 
 def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_mask, initial_transform,
-                 spacing: float, device: torch.device, samples: bool = True) -> _Inputs:
+                 spacing: float, device: torch.device, samples: bool = True,
+                 affine_spacing: Optional[float] = None) -> _Inputs:
     """Read and check every input, normalise, resample onto the working grids and find the affine's start;
     ``samples``: build the inputs' full-resolution sample (``judge``), which scores a deformable stage's results and
-    takes a mutual-information affine its last step."""
+    takes a mutual-information affine its last step; ``affine_spacing``: the affine optimisation's own working grid
+    when it is not ``spacing``."""
     fixed_image = read_intensity_image(fixed, "fixed")
     moving_image = read_intensity_image(moving, "moving")
     moving_label_image = read_label_map(moving_labels, "moving labels", moving_image) if moving_labels is not None else None
@@ -376,14 +400,29 @@ def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_
         start = "the initial transform" if given else "centre-of-mass alignment"
         raise AVSMError(f"no overlap left after {start}: only {100 * overlap:.1f} % of the fixed "
                         "foreground lands on moving foreground; check that both images show the same anatomy")
+    masks, affine_masks = _masks_on(fixed_image, moving_image, fixed_mask_image, moving_mask_image, fixed_grid,
+                                    moving_grid, device)
+    affine_stage = None
+    if affine_spacing is not None and affine_spacing != spacing:
+        affine_w = _working_pair(fixed_norm, moving_norm, affine_spacing)
+        affine_stage = _AffineStage(affine_w[0].to(device), affine_w[1], affine_w[2].to(device), affine_w[3],
+                                    _masks_on(fixed_image, moving_image, fixed_mask_image, moving_mask_image,
+                                              affine_w[1], affine_w[3], device)[1])
+    return _Inputs(fixed_image, moving_image, fixed_label_image, moving_label_image, fixed_w.to(device), fixed_grid,
+                   moving_w.to(device), moving_grid, masks, affine_masks,
+                   DeformationJudge.of(fixed_norm, moving_norm, fixed_mask_image, moving_mask_image)
+                   if samples else None, fixed_centre, initial, source, affine_stage)
+
+
+def _masks_on(fixed_image: sitk.Image, moving_image: sitk.Image, fixed_mask: Optional[sitk.Image],
+              moving_mask: Optional[sitk.Image], fixed_grid: Grid, moving_grid: Grid,
+              device: torch.device) -> tuple[SimilarityMasks, SimilarityMasks]:
+    """The user's masks on the working grids, and those times each image's field of view (the affine stage's)."""
     masks = SimilarityMasks(*(None if image is None else resample_to_grid(image, grid, antialias=False).to(device)
-                              for image, grid in ((fixed_mask_image, fixed_grid), (moving_mask_image, moving_grid))))
+                              for image, grid in ((fixed_mask, fixed_grid), (moving_mask, moving_grid))))
     fields_of_view = SimilarityMasks(field_of_view(Grid.of_image(fixed_image), fixed_grid).to(device),
                                      field_of_view(Grid.of_image(moving_image), moving_grid).to(device))
-    return _Inputs(fixed_image, moving_image, fixed_label_image, moving_label_image, fixed_w.to(device), fixed_grid,
-                   moving_w.to(device), moving_grid, masks, masks.times(fields_of_view),
-                   DeformationJudge.of(fixed_norm, moving_norm, fixed_mask_image, moving_mask_image)
-                   if samples else None, fixed_centre, initial, source)
+    return masks, masks.times(fields_of_view)
 
 
 @dataclass
@@ -436,6 +475,7 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
              else PriorDeformation(alignment.pullback_map, alignment.pushforward_map, alignment.map_grid))
     refined = optimise_vsvf(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, alignment.affine,
                             settings, prior=prior, masks=inputs.masks,
+                            similarity=DEFORMABLE_SIMILARITY[request.similarity],
                             progress=lambda f, m: report_progress("instance_opt", f, m))
     timings["instance_opt"] = time.perf_counter() - tick
     before = min(judged)
@@ -458,12 +498,13 @@ def _affine_polish(request: _Request, inputs: _Inputs) -> Optional[Callable[[Aff
 
 def _optimised_affine(request: _Request, inputs: _Inputs, report_progress: StagedProgress,
                       timings: dict) -> AffineParameters:
-    """The affine optimisation from the start (multi-scale, its own schedule or ``affine_iterations`` per level),
-    polished at full resolution with mutual information."""
+    """The affine optimisation from the start (multi-scale, its own schedule or ``affine_iterations`` per level, on
+    ``inputs.affine_stage``'s grids when there are such), polished at full resolution with mutual information."""
     tick = time.perf_counter()
     schedule = {} if request.affine_iterations is None else {"iterations": (request.affine_iterations,) * 3}
-    affine = optimise_affine(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, inputs.initial,
-                             inputs.fixed_centre, **schedule, masks=inputs.affine_masks,
+    stage = inputs.affine_stage or inputs
+    affine = optimise_affine(stage.fixed_w, stage.fixed_grid, stage.moving_w, stage.moving_grid, inputs.initial,
+                             inputs.fixed_centre, **schedule, masks=stage.affine_masks,
                              similarity=request.similarity,
                              progress=lambda f, m: report_progress("affine", f, m))
     polish = _affine_polish(request, inputs)
@@ -480,11 +521,12 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
     if request.method != "vsvf-opt":
         return _Alignment(affine)
     tick = time.perf_counter()
-    settings = request.vsvf_settings or VSVFSettings()
+    settings = request.vsvf_settings or VSVF_OPT_SETTINGS
     if request.vsvf_iterations is not None:
         settings = dataclasses.replace(settings, iterations=request.vsvf_iterations, levels=None)
     result = optimise_vsvf(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, affine, settings,
-                           masks=inputs.masks, progress=lambda f, m: report_progress("vsvf", f, m))
+                           masks=inputs.masks, similarity=DEFORMABLE_SIMILARITY[request.similarity],
+                           progress=lambda f, m: report_progress("vsvf", f, m))
     timings["vsvf"] = time.perf_counter() - tick
     vsvf = {"iterations": settings.iterations, "time_steps": settings.time_steps,
             "regularisation": settings.regularisation, "map_grid_shape": list(result.map_grid.shape),
@@ -510,6 +552,7 @@ def _report(request: _Request, inputs: _Inputs, alignment: _Alignment, outputs: 
         "method": request.method, "preset": request.preset,
         "model": network.name if network else None, "model_sha256": network.sha256 if network else None,
         "device": str(request.device), "version": __version__, "working_spacing_mm": request.spacing,
+        "affine_working_spacing_mm": float((inputs.affine_stage or inputs).fixed_grid.spacing[0]),
         "fixed_size": list(inputs.fixed_image.GetSize()), "moving_size": list(inputs.moving_image.GetSize()),
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "fold_count": int((det <= 0).sum()), "fold_fraction": float((det <= 0).mean()),

@@ -86,3 +86,53 @@ def test_mutual_information_with_a_mask_counts_only_the_voxels_inside():
     mask[..., :8] = 1.0
     loss = MutualInformation().against(fixed)
     assert float(loss(warped, mask)) < float(loss(warped)) - 0.2
+
+
+def _ramp(axis: int, slope: float, size: int = 10) -> torch.Tensor:
+    """``1 x 1 x size^3`` image rising by ``slope`` per voxel along ``axis`` (2: D, 3: H, 4: W)."""
+    shape = [1, 1, 1, 1, 1]
+    shape[axis] = size
+    return (slope * torch.arange(size, dtype=torch.float64)).reshape(shape).expand(1, 1, size, size, size).clone()
+
+
+def test_normalised_gradient_fields_of_ramps_in_closed_form():
+    """A ramp of slope a has |g| = a everywhere, so the edge parameter is a / 2 and aligned ramps score
+    1 - a^4 / (a^2 + a^2 / 4)^2 = 0.36, whatever the polarity or scale of either; perpendicular ramps score 1."""
+    from avsm.losses import NormalisedGradientFields
+
+    ngf = NormalisedGradientFields(edge=0.5)
+    fixed = _ramp(4, 0.1)
+    for moving in (fixed, 1.0 - fixed, 3.0 * fixed, 0.2 - 0.5 * fixed):
+        assert abs(float(ngf(moving, fixed)) - 0.36) < 1e-12
+    assert abs(float(ngf(_ramp(3, 0.1), fixed)) - 1.0) < 1e-12
+
+
+def test_normalised_gradient_fields_prefer_aligned_edges_across_a_non_monotonic_change_of_contrast():
+    from avsm.losses import NormalisedGradientFields
+
+    zz, yy, xx = torch.meshgrid(*(torch.arange(24, dtype=torch.float64),) * 3, indexing="ij")
+    radius = ((zz - 11.5) ** 2 + (yy - 11.5) ** 2 + (xx - 11.5) ** 2).sqrt()
+    t1 = torch.where(radius < 5, 0.8, torch.where(radius < 8, 0.5, torch.where(radius < 10, 0.2, 0.0)))[None, None]
+    flair = torch.where(t1 == 0.8, 0.4, torch.where(t1 == 0.5, 0.65, torch.where(t1 == 0.2, 0.1, 0.0)))
+    ngf = NormalisedGradientFields().against(t1)
+    aligned = float(ngf(flair))
+    assert all(aligned < float(ngf(torch.roll(flair, 2, dims=axis))) - 0.1 for axis in (2, 3, 4))
+
+
+def test_normalised_gradient_fields_pass_gradcheck_and_count_only_voxels_inside_a_mask():
+    from avsm.losses import NormalisedGradientFields
+
+    generator = torch.Generator().manual_seed(5)
+    fixed = torch.rand((1, 1, 6, 6, 6), generator=generator, dtype=torch.float64)
+    warped = torch.rand((1, 1, 6, 6, 6), generator=generator, dtype=torch.float64, requires_grad=True)
+    loss = NormalisedGradientFields().against(fixed)
+    assert torch.autograd.gradcheck(lambda image: loss(image), (warped,))
+    flat = torch.zeros_like(fixed).requires_grad_(True)  # no edge anywhere: a finite gradient all the same
+    loss(flat + fixed * (torch.arange(6, dtype=torch.float64) > 2)).backward()
+    assert torch.isfinite(flat.grad).all()
+    mixed = fixed.clone()
+    mixed[..., 3:] = torch.rand((1, 1, 6, 6, 3), generator=generator, dtype=torch.float64)
+    mask = torch.zeros_like(fixed)
+    mask[..., :3] = 1.0
+    # inside the mask the interior voxels (W index 1, 2) see only the matching half
+    assert float(loss(mixed, mask)) < float(loss(mixed)) - 0.1

@@ -15,6 +15,7 @@ import SimpleITK as sitk
 
 import avsm
 from avsm import AVSMError, register
+from avsm.methods import METHODS
 
 from engine_fixtures import SAMPLE_DATA, inverted_contrast_pair, shared_path
 
@@ -197,7 +198,7 @@ def test_a_negative_refinement_count_is_refused(known_affine_pair):
 
 
 def test_across_contrasts_the_network_methods_run_the_affine_optimisation_in_place_of_the_networks():
-    """With mutual information the bundled networks (trained on T1 pairs) are not run: ``fast`` finds the same affine
+    """With mutual information the bundled networks are not run: ``fast`` finds the same affine
     as the affine method on the same grid, ``default`` optimises its vSVF step from that affine; a network option
     given explicitly runs the networks."""
     fixed, moving, truth = inverted_contrast_pair()
@@ -205,6 +206,7 @@ def test_across_contrasts_the_network_methods_run_the_affine_optimisation_in_pla
     affine = register(fixed, moving, method="affine", **options)
     fast = register(fixed, moving, preset="fast", **options)
     assert fast.report["network"] == {"networks_used": False, "instance_opt": 0}
+    assert fast.report["affine_working_spacing_mm"] == 4.0
     assert fast.report["model"] is None and "network" not in fast.report["timings"]
     assert np.array_equal(fast.report["affine_matrix"], affine.report["affine_matrix"])
     default = register(fixed, moving, preset="default", instance_opt=5, **options)
@@ -213,3 +215,6 @@ def test_across_contrasts_the_network_methods_run_the_affine_optimisation_in_pla
     assert default.report["network"]["instance_opt"] == 5 and "instance_opt_kept" in default.report["network"]
     chosen = register(fixed, moving, preset="fast", network_vsvf_steps=1, **options)
     assert chosen.report["network"]["networks_used"] is True and chosen.report["model"] is not None
+    own_grid = register(fixed, moving, preset="fast", similarity="mi", device="cpu", affine_refine=None)
+    assert own_grid.report["working_spacing_mm"] != METHODS["affine"].working_spacing_mm  # the networks' grid
+    assert own_grid.report["affine_working_spacing_mm"] == METHODS["affine"].working_spacing_mm

@@ -444,7 +444,7 @@ def test_the_summary_says_when_the_affine_stage_used_mutual_information():
             "network": {"networks_used": False, "instance_opt": 0}}
     assert summary_text(fast, 1.0, "m", "f") == (
         "Preset 'fast' (AVSM network): 'm' -> 'f' in 1.0 s on cpu; affine by mutual information; the affine "
-        "optimisation in place of the networks, which were trained on one contrast.")
+        "optimisation in place of the networks across contrasts.")
 
 
 def test_the_console_runs_the_affine_stage_with_mutual_information(module, nodes, scene, tmp_path):
