@@ -20,7 +20,7 @@ def summary_text(report: dict, seconds: float, moving_name: str, fixed_name: str
     if report.get("affine_similarity") == "mi":
         parts.append("affine by mutual information")
     if (report.get("network") or {}).get("networks_used") is False:
-        parts.append("the affine optimisation in place of the networks, which were trained on one contrast")
+        parts.append("the affine optimisation in place of the networks across contrasts")
     if report.get("masks"):
         parts.append(f"compared inside the {' and '.join(report['masks'])} mask{'s' if len(report['masks']) > 1 else ''}")
     if "fold_count" in report:
