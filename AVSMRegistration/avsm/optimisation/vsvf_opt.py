@@ -67,7 +67,8 @@ class VSVFSettings:
 
 
 # vsvf-opt, the accurate preset (at 1.5 mm, avsm.methods): smaller sigmas and a stronger regulariser than the
-# defaults, chosen on training pairs (benchmarks/tuning/README.md): 0.602 -> 0.623 Dice on four pairs, no folds.
+# defaults, chosen on training pairs (benchmarks/tuning/README.md): 0.602 -> 0.623 Dice on four pairs, no folds
+# there (on the 90 held-out pairs, 27 folding voxels on one).
 VSVF_OPT_SETTINGS = VSVFSettings(sigma_fractions=(0.015, 0.03, 0.045, 0.06, 0.075), regularisation=50.0)
 
 # Instance optimisation of a network's result (one more vSVF step for the pair, at the network's working grid):
