@@ -49,7 +49,8 @@ def _register_arguments(parser: argparse.ArgumentParser, with_inputs: bool = Tru
     spacings = ", ".join(f"{m.working_spacing_mm:g} {m.name}" for m in METHODS.values() if m.working_spacing_mm)
     parser.add_argument("--working-spacing", type=float, default=None,
                         help=f"working grid spacing in mm (default: {spacings}; a bundled network's manifest "
-                             "inference_spacing_mm, else its training grid)")
+                             "inference_spacing_mm, else its training grid; the defaults no finer than the images' "
+                             "finest voxel spacing)")
     parser.add_argument("--progress", default=None, choices=("json", "bar", "none"),
                         help="progress style (default: bar on a terminal, none otherwise)")
 
