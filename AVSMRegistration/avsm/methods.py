@@ -139,7 +139,8 @@ class Preset:
 PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
     Preset("fast", "avsm", "One pass of the AVSM network: a few seconds, below the optimisation methods in accuracy.",
            {"instance_opt": 0},
-           "held-out brain pairs: Dice 0.478 against ANTs SyN's 0.561; 2.7 s end to end on a 1 mm pair (2 CPU threads)"),
+           "held-out brain pairs: Dice 0.478 against ANTs SyN's 0.561; 2.7 s end to end on a 1 mm pair "
+           "(2 CPU threads)"),
     Preset("default", "avsm", f"The AVSM network, then {DEFAULT_INSTANCE_OPT} iterations of instance optimisation for "
            "this pair at the network's grid: SyN-level accuracy in seconds.", {"instance_opt": DEFAULT_INSTANCE_OPT},
            "held-out brain pairs: Dice 0.569 against ANTs SyN's 0.561 (above it on 76 of 90 pairs); 4.6 s against "

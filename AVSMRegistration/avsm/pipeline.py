@@ -250,9 +250,9 @@ def register(
         model=model, network_affine_steps=network_affine_steps, network_vsvf_steps=network_vsvf_steps,
         affine_refine=affine_refine, instance_opt=instance_opt, affine_iterations=affine_iterations,
         vsvf_iterations=vsvf_iterations, vsvf_settings=vsvf_settings))
-    weights = {"read": 1, "affine": 3 if request.network is None or request.without_networks else 0, "vsvf": 10 if request.method == "vsvf-opt" else 0,
-               "network": 3 if request.network and not request.without_networks else 0, "instance_opt": (request.instance_opt or 0) / 6,
-               "outputs": 2}
+    networks_run = request.network is not None and not request.without_networks
+    weights = {"read": 1, "affine": 0 if networks_run else 3, "vsvf": 10 if request.method == "vsvf-opt" else 0,
+               "network": 3 if networks_run else 0, "instance_opt": (request.instance_opt or 0) / 6, "outputs": 2}
     report_progress = StagedProgress(progress, weights)
     timings: dict[str, float] = {}
     tick = time.perf_counter()
