@@ -210,6 +210,13 @@ def _central_gradient(image: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.cat([along_w, along_h, along_d], dim=1)
 
 
+def _normalised_gradient(gradient: torch.Tensor, edge: float) -> torch.Tensor:
+    """``g / sqrt(|g|^2 + e^2)`` with ``e`` = ``edge`` times the mean of ``|g|`` (``B x 3 x ...``); the norm's
+    subgradient at ``|g| = 0`` is 0, so flat regions keep a finite gradient."""
+    magnitude = torch.linalg.vector_norm(gradient, dim=1, keepdim=True)
+    return gradient / (magnitude.square() + (edge * magnitude.mean()) ** 2).sqrt()
+
+
 class NormalisedGradientFields(torch.nn.Module):
     """Squared normalised gradient fields (Haber and Modersitzki, 2006) as a loss:
     ``1 - mean((gF . gM)^2 / ((|gF|^2 + eF^2) (|gM|^2 + eM^2)))`` over the interior voxels, ``gF``, ``gM`` the images'
@@ -228,15 +235,11 @@ class NormalisedGradientFields(torch.nn.Module):
 
     def against(self, fixed: torch.Tensor) -> Callable[..., torch.Tensor]:
         """``loss(warped, mask=None)`` against one fixed image; a ``mask`` (``B x 1 x D x H x W``) weighs voxels."""
-        fixed_gradient = _central_gradient(fixed)
-        fixed_norm = fixed_gradient.pow(2).sum(dim=1)
-        fixed_scaled = fixed_gradient / (fixed_norm + (self.edge * fixed_norm.sqrt().mean()) ** 2).sqrt()[:, None]
+        fixed_scaled = _normalised_gradient(_central_gradient(fixed), self.edge)
 
         def loss(warped: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-            gradient = _central_gradient(warped)
-            norm = gradient.pow(2).sum(dim=1)
-            edge = (self.edge * torch.linalg.vector_norm(gradient, dim=1).mean()) ** 2  # finite gradient at |g| = 0
-            alignment = (fixed_scaled * gradient).sum(dim=1).pow(2) / (norm + edge)
+            scaled = _normalised_gradient(_central_gradient(warped), self.edge)
+            alignment = (fixed_scaled * scaled).sum(dim=1).pow(2)
             if mask is None:
                 return 1.0 - alignment.mean()
             weight = mask[:, 0, 1:-1, 1:-1, 1:-1]
