@@ -22,10 +22,10 @@ from .methods import SIMILARITIES
 def box_sum(x: torch.Tensor, size: int, dilation: int = 1, stride: int = 1) -> torch.Tensor:
     """Sum over dilated ``size^3`` boxes (valid positions only), as three separable 1-D passes.
 
-    Undilated boxes come from cumulative sums (cost independent of ``size``), dilated ones from 1-D convolutions.
+    Undilated boxes come from recursive doubling (cost growing as log2 ``size``), dilated ones from 1-D convolutions.
     """
     if dilation == 1:
-        return _box_sum_cumulative(x, size, stride)
+        return _box_sum_undilated(x, size, stride)
     c = x.shape[1]
     out = x
     for axis in range(3):
@@ -40,32 +40,39 @@ def box_sum(x: torch.Tensor, size: int, dilation: int = 1, stride: int = 1) -> t
     return out
 
 
-def _box_sum_cumulative(x: torch.Tensor, size: int, stride: int) -> torch.Tensor:
-    """Undilated box sums along each spatial axis as differences of a cumulative sum, then strided."""
-    return _CumulativeBoxSum.apply(x, size, stride)
+def _box_sum_undilated(x: torch.Tensor, size: int, stride: int) -> torch.Tensor:
+    """Undilated box sums along each spatial axis, then strided."""
+    return _UndilatedBoxSum.apply(x, size, stride)
 
 
 def _window_sums(x: torch.Tensor, dim: int, size: int, stride: int) -> torch.Tensor:
-    """Sums over ``size`` consecutive values along ``dim``, at every ``stride``-th valid start, in ``x``'s dtype.
+    """Sums over ``size`` consecutive values along ``dim``, at every ``stride``-th valid start.
 
-    Differences of a cumulative sum taken in float64: in float32 its rounding (relative 1e-7 of a running total that
-    grows along the axis) reaches the size of a small window's variance, and the local correlation of nearly flat
-    windows, and its gradient, go wrong.
+    Sums over windows of 1, 2, 4, ... values, each two of the one before (recursive doubling), added up by the
+    binary digits of ``size``: about 2 log2(size) whole-array additions, each value the sum of at most ``size`` terms
+    (no running total along the axis whose rounding grows with the axis's length, as a cumulative sum's does).
     """
     n = x.shape[dim]
-    count = (n - size) // stride + 1
-    cumulative = torch.cumsum(x, dim, dtype=torch.float64)
-    every = (slice(None),) * dim + (slice(None, None, stride),)
-    upper = cumulative.narrow(dim, size - 1, (count - 1) * stride + 1)[every]
-    sums = upper.clone()  # the first window's sum is its cumulative sum; each later one minus what came before it
-    if count > 1:
-        sums.narrow(dim, 1, count - 1).sub_(cumulative.narrow(dim, stride - 1, (count - 2) * stride + 1)[every])
-    return sums.to(x.dtype)
+    valid = n - size + 1
+    result, offset, power, block = None, 0, 1, x
+    while True:
+        if size & power:  # this power of two is a digit of size: add the windows of that length at the offset
+            part = block.narrow(dim, offset, valid)
+            result = part if result is None else result + part
+            offset += power
+        if 2 * power > size:
+            break
+        length = block.shape[dim] - power
+        block = block.narrow(dim, 0, length) + block.narrow(dim, power, length)
+        power *= 2
+    if result is x:  # size 1: a copy, not the input itself
+        result = x.clone()
+    return result[(slice(None),) * dim + (slice(None, None, stride),)] if stride > 1 else result
 
 
-class _CumulativeBoxSum(torch.autograd.Function):
+class _UndilatedBoxSum(torch.autograd.Function):
     """Box sums over ``size^3`` windows at ``stride`` (valid positions), axis by axis; the backward pass is the
-    adjoint written out (each output's gradient spread back over its window, again by cumulative sums), cheaper
+    adjoint written out (each output's gradient spread back over its window, again by window sums), cheaper
     than autograd's trace of the forward's slices and copies."""
 
     @staticmethod
@@ -73,7 +80,7 @@ class _CumulativeBoxSum(torch.autograd.Function):
         ctx.size, ctx.stride, ctx.shape = size, stride, x.shape
         for dim in (2, 3, 4):
             x = _window_sums(x, dim, size, stride)
-        return x
+        return x.contiguous()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):

@@ -107,16 +107,21 @@ def _axis_interpolation_matrices(source: Grid, target: Grid, dtype: torch.dtype,
         j = int(partners[k][0])
         n_source = source_sizes[k]
         position = linear[k, j] * np.arange(target_sizes[j], dtype=np.float64) + index_map[k, 3]
-        position = np.clip(position, 0.0, n_source - 1)
-        lower = np.minimum(np.floor(position), max(n_source - 2, 0)).astype(np.int64)
-        fraction = position - lower
-        weights = np.zeros((target_sizes[j], n_source), dtype=np.float64)
-        rows = np.arange(target_sizes[j])
-        weights[rows, lower] = 1.0 - fraction
-        if n_source > 1:
-            weights[rows, lower + 1] += fraction
+        weights = _linear_weights(np.clip(position, 0.0, n_source - 1), n_source)
         matrices.append((2 - j, torch.as_tensor(weights, dtype=dtype, device=device)))
     return matrices
+
+
+def _linear_weights(position: np.ndarray, n_source: int) -> np.ndarray:
+    """``len(position) x n_source`` linear interpolation weights at source index positions in [0, n_source - 1]."""
+    lower = np.minimum(np.floor(position), max(n_source - 2, 0)).astype(np.int64)
+    fraction = position - lower
+    weights = np.zeros((len(position), n_source), dtype=np.float64)
+    rows = np.arange(len(position))
+    weights[rows, lower] = 1.0 - fraction
+    if n_source > 1:
+        weights[rows, lower + 1] += fraction
+    return weights
 
 
 def _separable_resample(phi: torch.Tensor, matrices: list) -> torch.Tensor:
@@ -132,10 +137,20 @@ def _separable_resample(phi: torch.Tensor, matrices: list) -> torch.Tensor:
 def upsample_map(phi: torch.Tensor, target_grid: Grid) -> torch.Tensor:
     """Trilinear upsampling of a map from ``coarser_grid(target_grid, f)`` onto ``target_grid``.
 
-    The two grids share their corner voxel centres, so this equals :func:`resample_map` but uses
-    ``F.interpolate``, whose backward pass is a cheap gather instead of grid_sample's scatter.
+    The two grids share their corner voxel centres, so this equals :func:`resample_map` (and ``F.interpolate``
+    with ``align_corners=True``), done as three 1-D interpolation matrices from the array sizes alone: about half
+    the time of ``F.interpolate`` forward and backward on the CPU, and no grid_sample scatter.
     """
-    return F.interpolate(phi, size=target_grid.shape, mode="trilinear", align_corners=True)
+    matrices = [(axis, _corner_aligned_weights(n_source, n_target, phi.dtype, phi.device))
+                for axis, (n_source, n_target) in enumerate(zip(phi.shape[2:], target_grid.shape))]
+    return _separable_resample(phi, matrices)
+
+
+def _corner_aligned_weights(n_source: int, n_target: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """``n_target x n_source`` linear interpolation weights between two samplings of one segment that share its
+    end points (target i at source position i (n_source - 1) / (n_target - 1))."""
+    position = np.arange(n_target, dtype=np.float64) * ((n_source - 1) / max(n_target - 1, 1))
+    return torch.as_tensor(_linear_weights(position, n_source), dtype=dtype, device=device)
 
 
 def slab_grid(grid: Grid, start: int, stop: int) -> Grid:

@@ -16,6 +16,29 @@ def test_box_sum_matches_a_direct_sum_with_dilation_and_stride():
     assert torch.allclose(out[0, 0, 0, 1, 2], expected)
 
 
+def test_box_sum_without_dilation_matches_direct_sums_for_any_size_and_stride():
+    x = _image(seed=3, shape=(1, 2, 13, 11, 12))
+    for size in (1, 2, 3, 5, 6, 7, 8, 11):
+        for stride in (1, 2, 3):
+            out = box_sum(x, size=size, stride=stride)
+            expected = x.unfold(2, size, stride).unfold(3, size, stride).unfold(4, size, stride).sum(dim=(-3, -2, -1))
+            assert out.shape == expected.shape and torch.allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_box_sum_in_single_precision_keeps_small_windows_exact_on_a_long_axis():
+    # a bright offset along a long axis: a running total's rounding would swamp a small window's variance
+    x = (1000.0 + _image(seed=6, shape=(1, 1, 400, 3, 3))).float()
+    out = box_sum(x, size=3)
+    expected = box_sum(x.double(), size=3)
+    assert torch.allclose(out.double(), expected, rtol=1e-6, atol=0)
+
+
+def test_box_sum_passes_gradcheck_at_a_stride():
+    x = _image(seed=7, shape=(1, 2, 9, 8, 7)).requires_grad_(True)
+    for size, stride in ((1, 1), (3, 2), (4, 3), (5, 1)):
+        assert torch.autograd.gradcheck(lambda v: box_sum(v, size=size, stride=stride), (x,))
+
+
 def test_similarities_are_zero_for_identical_images_and_ncc_is_affine_invariant():
     a = _image()
     assert float(ncc_loss(a, a)) < 1e-10

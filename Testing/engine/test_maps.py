@@ -79,6 +79,13 @@ def test_upsampling_from_the_coarser_grid_equals_physical_resampling():
     rng = torch.Generator().manual_seed(0)
     phi = physical_points(coarse, dtype=torch.float64) + torch.randn((1, 3, *coarse.shape), generator=rng, dtype=torch.float64)
     assert torch.allclose(upsample_map(phi, fine), resample_map(phi, coarse, fine), atol=1e-9)
+    # and torch's own trilinear interpolation between corner-aligned samplings, value and gradient
+    phi.requires_grad_(True)
+    weight = torch.randn((1, 3, *fine.shape), generator=rng, dtype=torch.float64)
+    ours = torch.autograd.grad((upsample_map(phi, fine) * weight).sum(), phi)[0]
+    interpolated = torch.nn.functional.interpolate(phi, size=fine.shape, mode="trilinear", align_corners=True)
+    theirs = torch.autograd.grad((interpolated * weight).sum(), phi)[0]
+    assert torch.allclose(upsample_map(phi, fine), interpolated, atol=1e-9) and torch.allclose(ours, theirs, atol=1e-9)
 
 
 def _grid_sample_reference(phi, phi_grid, target_grid):
