@@ -62,10 +62,8 @@ def make_cube(path: Path, size: int, out: Path) -> Path:
 def measure_one(method: str, fixed: str, moving: str, threads: int, outdir: str,
                 network_spacing: Optional[float] = None) -> dict:
     """Runs inside a fresh process: one end-to-end registration, its timings and peak memory
-    (``network_spacing``: the networks' working grid in mm, default the model's)."""
-    import torch
-
-    torch.set_num_threads(threads)
+    (``network_spacing``: the networks' working grid in mm, default the model's). A peer's process does not
+    import torch, which it does not use."""
     tick = time.perf_counter()
     if method == "syn":
         import ants
@@ -88,6 +86,10 @@ def measure_one(method: str, fixed: str, moving: str, threads: int, outdir: str,
         itk.imwrite(warped, os.path.join(outdir, "warped.nii.gz"))
         stages = {}
     else:
+        import torch
+
+        torch.set_num_threads(threads)
+        tick = time.perf_counter()  # in-process time from here, as for the peers: the engine's import, not torch's
         import avsm
 
         from avsm.methods import NETWORK_METHODS, PRESET_NAMES
@@ -102,9 +104,11 @@ def measure_one(method: str, fixed: str, moving: str, threads: int, outdir: str,
             stages["network"] = sum(result.report["network"]["timings"].values())
     seconds = time.perf_counter() - tick
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    torch = sys.modules.get("torch")
+    cuda = torch is not None and torch.cuda.is_available()
+    gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
     return {"seconds": seconds, "stages": stages, "peak_rss_mb": peak_mb, "gpu_peak_mb": gpu_mb,
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {threads} threads"}
+            "device": torch.cuda.get_device_name() if cuda else f"CPU, {threads} threads"}
 
 
 def run_isolated(method: str, fixed: Path, moving: Path, threads: int, workdir: Path,

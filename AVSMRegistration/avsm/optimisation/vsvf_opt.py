@@ -18,6 +18,7 @@ import torch
 
 from ..geometry import Grid, coarser_grid, physical_to_normalised_matrix
 from ..integrate import flow_maps, advect_map
+from ..jacobian import det_jacobian
 from ..geometry import physical_points
 from ..losses import LNCCScale, MultiKernelLNCC, NormalisedGradientFields
 from ..maps import apply_affine, compose, upsample_map, warp_image_at
@@ -58,6 +59,9 @@ class VSVFSettings:
     levels: Optional[Sequence[tuple[float, int]]] = None
     plateau: float = 0.0  # 0: never stop early
     patience: int = 5
+    # weight of the penalty on det J below fold_margin at the working voxels (:func:`fold_penalty`; 0: none)
+    fold_penalty: float = 0.0
+    fold_margin: float = 0.2
 
     def schedule(self) -> tuple[tuple[float, int], ...]:
         """The levels to run: ``levels``, or the working grid alone for ``iterations`` iterations."""
@@ -218,12 +222,18 @@ def _optimise_level(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map
         velocity, deformation = _search_map(momentum, smoother, map_grid, settings)
         if prior is not None:
             deformation = compose(prior_deformation, prior.grid, deformation)
-        coordinates = upsample_map(apply_affine(matrix, translation, deformation), fixed_grid).permute(0, 2, 3, 4, 1)
+        coordinates = upsample_map(apply_affine(matrix, translation, deformation), fixed_grid)
+        folding = None
+        if settings.fold_penalty > 0:
+            folding = settings.fold_penalty * fold_penalty(coordinates, fixed_grid, matrix, settings.fold_margin)
+        coordinates = coordinates.permute(0, 2, 3, 4, 1)
         sim = similarity(warp_image_at(moving, moving_grid, coordinates), coordinates)
         # <m, v> in domain-normalised units (coordinates / extent), averaged over the grid (AVSM Eq. 5).
         # As the authors' code (mermaid) does, the pointwise product m.v is clamped at 0 before summing:
         # <m, Km> is >= 0 in total but can be negative locally, and those parts are not rewarded.
         reg = settings.regularisation * (momentum * velocity).sum(dim=1).clamp_min(0).mean() / extent**2
+        if folding is not None:
+            reg = reg + folding
         loss = sim + reg
         loss.backward()
         optimiser.step()
@@ -233,6 +243,16 @@ def _optimise_level(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map
         if _on_plateau(losses, settings.plateau, settings.patience):
             break
     return losses
+
+
+def fold_penalty(coordinates: torch.Tensor, grid: Grid, matrix: torch.Tensor, margin: float) -> torch.Tensor:
+    """mean(max(margin - det J, 0)^2) of the deformation psi^{-1} at the voxels of ``grid``, from the whole map
+    ``coordinates`` = M psi^{-1} + t (``1 x 3 x D x H x W``, e.g. grid_sample coordinates; ``matrix`` M, ``3 x 3``):
+    det J(psi^{-1}) = det J(coordinates) / det M. Zero while every voxel keeps more than ``margin`` of its volume;
+    it grows as a voxel shrinks towards a fold (det J <= 0), at the working voxels where the folds of the
+    upsampled map show, rather than at the coarser map grid's."""
+    det = det_jacobian(coordinates, grid) / torch.linalg.det(matrix)
+    return (margin - det).clamp_min(0).square().mean()
 
 
 def _search_map(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map_grid: Grid,

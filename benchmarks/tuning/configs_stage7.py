@@ -1,0 +1,27 @@
+"""Smaller sigmas on the 1.5 mm grid, held off folding by a penalty on det J below a margin at the working voxels
+(``fold_penalty``). Rows named ``*_mapgrid`` in stage7.csv came from a version that took det J on the 3 mm map grid
+instead, which missed folds between its points; it was not kept."""
+from avsm.losses import LNCCScale
+
+FINE = [LNCCScale(1 / 16, 0.3, 1), LNCCScale(1 / 8, 0.7, 1)]
+FINER = [LNCCScale(1 / 32, 0.3, 1), LNCCScale(1 / 16, 0.7, 1)]
+S_MIDSMALL = (0.015, 0.03, 0.045, 0.06, 0.075)
+S_SMALLER = (0.01, 0.02, 0.03, 0.04, 0.05)
+S_SMALLEST = (0.005, 0.01, 0.015, 0.02, 0.025)
+BASE = dict(working_spacing=1.5, lncc_scales=FINE)
+CONFIGS = {
+    "accurate_before": dict(BASE, sigma_fractions=S_MIDSMALL, regularisation=50.0),
+    "ssmaller_reg50": dict(BASE, sigma_fractions=S_SMALLER, regularisation=50.0),
+    "ssmaller_reg50_finer": dict(BASE, lncc_scales=FINER, sigma_fractions=S_SMALLER, regularisation=50.0),
+    "ssmaller_reg50_fpw1000": dict(BASE, sigma_fractions=S_SMALLER, regularisation=50.0, fold_penalty=1000.0),
+    "ssmaller_reg50_fpw1e4": dict(BASE, sigma_fractions=S_SMALLER, regularisation=50.0, fold_penalty=1e4),
+    "ssmallest_reg50_fpw1e4": dict(BASE, sigma_fractions=S_SMALLEST, regularisation=50.0, fold_penalty=1e4),
+    "ssmaller_reg50_fpw1e4_it90": dict(BASE, sigma_fractions=S_SMALLER, regularisation=50.0, fold_penalty=1e4,
+                                       iterations=90),
+    "ssmaller_reg20_fpw1e4": dict(BASE, sigma_fractions=S_SMALLER, regularisation=20.0, fold_penalty=1e4),
+}
+CONFIGS.update({
+    "ssmaller_reg50_fpw1e5": dict(BASE, sigma_fractions=S_SMALLER, regularisation=50.0, fold_penalty=1e5),
+    "ssmaller_reg50_fpw1e4_m0.4": dict(BASE, sigma_fractions=S_SMALLER, regularisation=50.0, fold_penalty=1e4,
+                                       fold_margin=0.4),
+})
