@@ -1,6 +1,8 @@
 """Smaller sigmas on the 1.5 mm grid, held off folding by a penalty on det J below a margin at the working voxels
-(``fold_penalty``). Rows named ``*_mapgrid`` in stage7.csv came from a version that took det J on the 3 mm map grid
-instead, which missed folds between its points; it was not kept."""
+(``fold_penalty``). Two earlier forms of the penalty were not kept, and their rows in stage7.csv cannot be rerun
+from these names: ``*_mapgrid`` took det J on the 3 mm map grid (it missed folds between its points), ``*_fpw*``
+took it at the working voxels by central differences (``avsm.jacobian.det_jacobian``); ``*_cells*`` is the shipped
+form, each cell's det J from forward differences."""
 from avsm.losses import LNCCScale
 
 FINE = [LNCCScale(1 / 16, 0.3, 1), LNCCScale(1 / 8, 0.7, 1)]
@@ -24,4 +26,16 @@ CONFIGS.update({
     "ssmaller_reg50_fpw1e5": dict(BASE, sigma_fractions=S_SMALLER, regularisation=50.0, fold_penalty=1e5),
     "ssmaller_reg50_fpw1e4_m0.4": dict(BASE, sigma_fractions=S_SMALLER, regularisation=50.0, fold_penalty=1e4,
                                        fold_margin=0.4),
+})
+CONFIGS.update({  # the penalty on each cell's det J from forward differences (the shipped fold_penalty)
+    "ssmaller_reg50_cells1e4": dict(BASE, sigma_fractions=S_SMALLER, regularisation=50.0, fold_penalty=1e4),
+})
+CONFIGS.update({
+    "ssmaller_reg50_cells1e4_m0.5": dict(BASE, sigma_fractions=S_SMALLER, regularisation=50.0, fold_penalty=1e4,
+                                         fold_margin=0.5),
+})
+CONFIGS.update({
+    "ssmaller_reg50_cells1e5": dict(BASE, sigma_fractions=S_SMALLER, regularisation=50.0, fold_penalty=1e5),
+    "ssmaller_reg50_cells1e4_m0.3": dict(BASE, sigma_fractions=S_SMALLER, regularisation=50.0, fold_penalty=1e4,
+                                         fold_margin=0.3),
 })

@@ -18,7 +18,7 @@ import torch
 
 from ..geometry import Grid, coarser_grid, physical_to_normalised_matrix
 from ..integrate import flow_maps, advect_map
-from ..jacobian import det_jacobian
+from ..jacobian import det_jacobian_of_cells
 from ..geometry import physical_points
 from ..losses import LNCCScale, MultiKernelLNCC, NormalisedGradientFields
 from ..maps import apply_affine, compose, upsample_map, warp_image_at
@@ -71,9 +71,10 @@ class VSVFSettings:
 
 
 # vsvf-opt, the accurate preset (at 1.5 mm, avsm.methods): smaller sigmas and a stronger regulariser than the
-# defaults, chosen on training pairs (benchmarks/tuning/README.md): 0.602 -> 0.623 Dice on four pairs, no folds
-# there (on the 90 held-out pairs, 27 folding voxels on one).
-VSVF_OPT_SETTINGS = VSVFSettings(sigma_fractions=(0.015, 0.03, 0.045, 0.06, 0.075), regularisation=50.0)
+# defaults, and a penalty on cells that shrink below a fifth of their volume, which the smallest sigmas need to stay
+# fold-free; chosen on training pairs (benchmarks/tuning/README.md).
+VSVF_OPT_SETTINGS = VSVFSettings(sigma_fractions=(0.01, 0.02, 0.03, 0.04, 0.05), regularisation=50.0,
+                                 fold_penalty=1e5, fold_margin=0.2)
 
 # Instance optimisation of a network's result (one more vSVF step for the pair, at the network's working grid):
 # one RK4 step for the map while iterating (the step is small: as good as two, 0.5 Dice points better than the
@@ -248,10 +249,10 @@ def _optimise_level(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map
 def fold_penalty(coordinates: torch.Tensor, grid: Grid, matrix: torch.Tensor, margin: float) -> torch.Tensor:
     """mean(max(margin - det J, 0)^2) of the deformation psi^{-1} at the voxels of ``grid``, from the whole map
     ``coordinates`` = M psi^{-1} + t (``1 x 3 x D x H x W``, e.g. grid_sample coordinates; ``matrix`` M, ``3 x 3``):
-    det J(psi^{-1}) = det J(coordinates) / det M. Zero while every voxel keeps more than ``margin`` of its volume;
-    it grows as a voxel shrinks towards a fold (det J <= 0), at the working voxels where the folds of the
-    upsampled map show, rather than at the coarser map grid's."""
-    det = det_jacobian(coordinates, grid) / torch.linalg.det(matrix)
+    det J(psi^{-1}) = det J(coordinates) / det M, of each cell between working voxels (forward differences). Zero
+    while every cell keeps more than ``margin`` of its volume; it grows as a cell shrinks towards a fold
+    (det J <= 0), at the working grid where the folds of the upsampled map show, not only at the map grid's points."""
+    det = det_jacobian_of_cells(coordinates, grid) / torch.linalg.det(matrix)
     return (margin - det).clamp_min(0).square().mean()
 
 
