@@ -69,12 +69,12 @@ def resample_map(phi: torch.Tensor, phi_grid: Grid, target_grid: Grid, chunk_sli
     Interpolating the map is the same as interpolating its displacement because the identity is linear.
     When each target index axis runs along one ``phi_grid`` axis (same axes up to order and sign, the usual
     case of a scanner image and the axis-aligned working grid) trilinear interpolation is separable and is
-    done as three small 1-D interpolation matrices (:func:`_separable_resample`); otherwise by
+    done as three small 1-D interpolation matrices (:func:`separable_resample`); otherwise by
     ``grid_sample``, where ``chunk_slices`` bounds peak memory by processing that many D-slices at a time.
     """
-    weights = _axis_interpolation_matrices(phi_grid, target_grid, dtype=phi.dtype, device=phi.device)
+    weights = axis_interpolation_matrices(phi_grid, target_grid, dtype=phi.dtype, device=phi.device)
     if weights is not None:
-        return _separable_resample(phi, weights)
+        return separable_resample(phi, weights)
 
     def on(grid: Grid) -> torch.Tensor:
         coordinates = sampling_grid(grid, phi_grid, device=phi.device, dtype=phi.dtype).expand(phi.shape[0], -1, -1, -1, -1)
@@ -89,11 +89,14 @@ def resample_map(phi: torch.Tensor, phi_grid: Grid, target_grid: Grid, chunk_sli
     return torch.cat(pieces, dim=2)
 
 
-def _axis_interpolation_matrices(source: Grid, target: Grid, dtype: torch.dtype, device) -> list | None:
+def axis_interpolation_matrices(source: Grid, target: Grid, dtype: torch.dtype, device,
+                                zero_outside: bool = False) -> list | None:
     """For source array axis a (z, y, x): (target array axis, ``n_target x n_source`` linear weights), or None.
 
     None when some target index axis moves along more than one source axis (an oblique pair of grids).
-    Border padding: the source coordinate is clamped to [0, n - 1] before interpolating, as in ``grid_sample``.
+    Border padding: the source coordinate is clamped to [0, n - 1] before interpolating, as in ``grid_sample``;
+    ``zero_outside``: a target voxel whose source coordinate on some axis lies outside [-0.5, n - 0.5) gets 0 (its
+    row is 0 there), as ITK's resampling of an image with default value 0.
     """
     index_map = np.linalg.inv(source.index_to_physical_matrix()) @ target.index_to_physical_matrix()
     linear = index_map[:3, :3]  # rows: source (i_x, i_y, i_z); columns: target (i_x, i_y, i_z)
@@ -108,6 +111,8 @@ def _axis_interpolation_matrices(source: Grid, target: Grid, dtype: torch.dtype,
         n_source = source_sizes[k]
         position = linear[k, j] * np.arange(target_sizes[j], dtype=np.float64) + index_map[k, 3]
         weights = _linear_weights(np.clip(position, 0.0, n_source - 1), n_source)
+        if zero_outside:
+            weights[(position < -0.5) | (position >= n_source - 0.5)] = 0.0
         matrices.append((2 - j, torch.as_tensor(weights, dtype=dtype, device=device)))
     return matrices
 
@@ -124,9 +129,9 @@ def _linear_weights(position: np.ndarray, n_source: int) -> np.ndarray:
     return weights
 
 
-def _separable_resample(phi: torch.Tensor, matrices: list) -> torch.Tensor:
+def separable_resample(phi: torch.Tensor, matrices: list) -> torch.Tensor:
     """``B x C x d x h x w`` -> ``B x C x D x H x W`` by the three 1-D interpolation matrices of
-    :func:`_axis_interpolation_matrices` (one contraction per source axis, in one einsum)."""
+    :func:`axis_interpolation_matrices` (one contraction per source axis, in one einsum)."""
     target_letters = "pqr"  # target array axes D, H, W
     source_letters = "abc"  # source array axes d, h, w
     operands = [f"{target_letters[t]}{source_letters[a]}" for a, (t, _) in enumerate(matrices)]
@@ -143,7 +148,7 @@ def upsample_map(phi: torch.Tensor, target_grid: Grid) -> torch.Tensor:
     """
     matrices = [(axis, _corner_aligned_weights(n_source, n_target, phi.dtype, phi.device))
                 for axis, (n_source, n_target) in enumerate(zip(phi.shape[2:], target_grid.shape))]
-    return _separable_resample(phi, matrices)
+    return separable_resample(phi, matrices)
 
 
 def _corner_aligned_weights(n_source: int, n_target: int, dtype: torch.dtype, device) -> torch.Tensor:

@@ -108,12 +108,12 @@ def test_separable_map_resampling_equals_grid_sample_for_flipped_and_permuted_ax
     for direction, origin in ((tuple(np.eye(3).ravel()), (-14.0, -15.0, -12.0)),  # reaches past the source: border
                               (flipped, (-8.0, 10.0, -7.0)), (permuted, (-5.0, 6.0, -4.0))):
         target = Grid(shape=(13, 11, 12), spacing=(1.1, 1.7, 0.9), origin=origin, direction=direction)
-        assert maps._axis_interpolation_matrices(source, target, torch.float64, "cpu") is not None
+        assert maps.axis_interpolation_matrices(source, target, torch.float64, "cpu") is not None
         got = resample_map(phi, source, target)
         assert got.shape == (2, 3, 13, 11, 12)
         assert torch.allclose(got, _grid_sample_reference(phi, source, target), atol=1e-12)
     oblique = Grid(shape=(13, 11, 12), spacing=(1.1, 1.7, 0.9), origin=(-5.0, -6.0, -4.0), direction=oblique_direction(25.0))
-    assert maps._axis_interpolation_matrices(source, oblique, torch.float64, "cpu") is None  # grid_sample path
+    assert maps.axis_interpolation_matrices(source, oblique, torch.float64, "cpu") is None  # grid_sample path
     assert torch.allclose(resample_map(phi, source, oblique), _grid_sample_reference(phi, source, oblique), atol=1e-12)
     single = Grid(shape=(1, 9, 8), spacing=(3.0, 2.5, 3.5), origin=(-10.0, -12.0, -9.0), direction=tuple(np.eye(3).ravel()))
     thin = resample_map(phi[:, :, :1], single, Grid(shape=(3, 5, 4), spacing=(1.0, 1.0, 1.0), origin=(-9.0, -11.0, -8.0),
