@@ -13,6 +13,33 @@ import torch.nn.functional as F
 from .geometry import Grid, physical_points, physical_to_normalised, sampling_grid
 
 
+# below this many points per thread, one grid_sample call is as fast as sharing them out
+MIN_POINTS_PER_THREAD = 16_384
+
+
+def grid_sample(source: torch.Tensor, coordinates: torch.Tensor, mode: str, padding_mode: str) -> torch.Tensor:
+    """``F.grid_sample`` (align_corners) of ``source`` (``B x C x d x h x w``) at ``coordinates`` (``B x D x H x W x 3``).
+
+    PyTorch's 3-D CPU kernel gives each batch entry one thread, so a single volume runs on one core whatever
+    ``torch.get_num_threads()`` says. For one volume on the CPU the points are dealt out as that many batch entries
+    of one expanded (not copied) source: the same values and gradients, on every thread.
+    """
+    threads = torch.get_num_threads()
+    count = coordinates.shape[1] * coordinates.shape[2] * coordinates.shape[3]
+    if (source.device.type != "cpu" or source.shape[0] != 1 or coordinates.shape[0] != 1 or threads < 2
+            or count < 2 * MIN_POINTS_PER_THREAD):
+        return F.grid_sample(source, coordinates, mode=mode, padding_mode=padding_mode, align_corners=True)
+    chunks = min(threads, count // MIN_POINTS_PER_THREAD)
+    per_chunk = -(-count // chunks)
+    points = coordinates.reshape(count, 3)
+    if per_chunk * chunks > count:
+        points = torch.cat([points, points.new_zeros(per_chunk * chunks - count, 3)])
+    values = F.grid_sample(source.expand(chunks, *source.shape[1:]), points.view(chunks, per_chunk, 1, 1, 3),
+                           mode=mode, padding_mode=padding_mode, align_corners=True)  # chunks x C x per_chunk x 1 x 1
+    values = values.view(chunks, source.shape[1], per_chunk).transpose(0, 1).reshape(source.shape[1], -1)[:, :count]
+    return values.reshape(1, source.shape[1], *coordinates.shape[1:4])
+
+
 def sample(source: torch.Tensor, source_grid: Grid, points: torch.Tensor, mode: str = "bilinear",
            padding_mode: str = "zeros") -> torch.Tensor:
     """Sample ``source`` (``B x C x d x h x w`` on ``source_grid``) at physical ``points`` (``B x 3 x D x H x W``).
@@ -23,7 +50,7 @@ def sample(source: torch.Tensor, source_grid: Grid, points: torch.Tensor, mode: 
     if points.shape[0] != source.shape[0]:
         points = points.expand(source.shape[0], *points.shape[1:])
     grid = physical_to_normalised(points, source_grid)
-    return F.grid_sample(source, grid.to(source.dtype), mode=mode, padding_mode=padding_mode, align_corners=True)
+    return grid_sample(source, grid.to(source.dtype), mode, padding_mode)
 
 
 def warp_image(moving: torch.Tensor, moving_grid: Grid, phi: torch.Tensor) -> torch.Tensor:
@@ -41,7 +68,7 @@ def warp_image(moving: torch.Tensor, moving_grid: Grid, phi: torch.Tensor) -> to
 def warp_image_at(moving: torch.Tensor, moving_grid: Grid, coordinates: torch.Tensor) -> torch.Tensor:
     """:func:`warp_image` at points already in ``moving_grid``'s ``grid_sample`` coordinates
     (``B x D x H x W x 3``, align_corners; from :func:`avsm.geometry.physical_to_normalised`)."""
-    values = F.grid_sample(moving, coordinates, mode="bilinear", padding_mode="border", align_corners=True)
+    values = grid_sample(moving, coordinates, "bilinear", "border")
     return values * inside_box(coordinates, moving_grid).to(values.dtype)
 
 
@@ -60,7 +87,7 @@ def warp_labels(labels: torch.Tensor, labels_grid: Grid, phi: torch.Tensor) -> t
 
 def warp_labels_at(labels: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
     """:func:`warp_labels` at ``grid_sample`` coordinates (``B x D x H x W x 3``) of the labels' grid."""
-    return F.grid_sample(labels, coordinates.to(labels.dtype), mode="nearest", padding_mode="zeros", align_corners=True)
+    return grid_sample(labels, coordinates.to(labels.dtype), "nearest", "zeros")
 
 
 def resample_map(phi: torch.Tensor, phi_grid: Grid, target_grid: Grid, chunk_slices: int | None = None) -> torch.Tensor:
@@ -78,7 +105,7 @@ def resample_map(phi: torch.Tensor, phi_grid: Grid, target_grid: Grid, chunk_sli
 
     def on(grid: Grid) -> torch.Tensor:
         coordinates = sampling_grid(grid, phi_grid, device=phi.device, dtype=phi.dtype).expand(phi.shape[0], -1, -1, -1, -1)
-        return F.grid_sample(phi, coordinates, mode="bilinear", padding_mode="border", align_corners=True)
+        return grid_sample(phi, coordinates, "bilinear", "border")
 
     if chunk_slices is None or chunk_slices >= target_grid.shape[0]:
         return on(target_grid)

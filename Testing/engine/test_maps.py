@@ -122,3 +122,28 @@ def test_separable_map_resampling_equals_grid_sample_for_flipped_and_permuted_ax
     shifted = Grid(shape=(13, 11, 12), spacing=(1.1, 1.7, 0.9), origin=(-13.0, -15.0, -12.0), direction=tuple(np.eye(3).ravel()))
     unshifted = Grid(shape=(13, 11, 12), spacing=(1.1, 1.7, 0.9), origin=(-14.0, -15.0, -12.0), direction=tuple(np.eye(3).ravel()))
     assert not torch.allclose(resample_map(phi, source, shifted), _grid_sample_reference(phi, source, unshifted), atol=1e-3)
+
+
+def test_grid_sample_shared_out_over_threads_gives_torchs_values_and_gradients():
+    import torch.nn.functional as F
+
+    from avsm import maps
+
+    generator = torch.Generator().manual_seed(3)
+    source = torch.rand((1, 2, 9, 11, 10), generator=generator, dtype=torch.float64).requires_grad_(True)
+    shape = (1, 41, 37, 23, 3)  # 34,891 points: not a multiple of the thread count, two chunks at 2 threads
+    coordinates = (2.4 * torch.rand(shape, generator=generator, dtype=torch.float64) - 1.2).requires_grad_(True)
+    weight = torch.rand((1, 2, *shape[1:4]), generator=generator, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, 2))
+    try:
+        for mode, padding in (("bilinear", "border"), ("bilinear", "zeros"), ("nearest", "zeros")):
+            ours = maps.grid_sample(source, coordinates, mode, padding)
+            theirs = F.grid_sample(source, coordinates, mode=mode, padding_mode=padding, align_corners=True)
+            assert torch.equal(ours, theirs)
+            if mode == "bilinear":
+                grads = torch.autograd.grad((ours * weight).sum(), (source, coordinates))
+                expected = torch.autograd.grad((theirs * weight).sum(), (source, coordinates))
+                assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-12) for a, b in zip(grads, expected))
+    finally:
+        torch.set_num_threads(threads)
