@@ -46,18 +46,27 @@ def det_jacobian(phi: torch.Tensor, grid: Grid) -> torch.Tensor:
     return det.mul_(scale)
 
 
-def det_jacobian_of_cells(phi: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """``B x 3 x D x H x W`` map on ``grid`` -> ``B x (D-1) x (H-1) x (W-1)`` det(d phi / d x) of each cell from its
-    forward differences (the Jacobian at the cell's first corner): more local than :func:`det_jacobian`'s central
-    differences, and cheap to differentiate (slices and products, no padding), for a penalty on shrinking cells."""
-    first = phi[:, :, :-1, :-1, :-1]
-    dx = phi[:, :, :-1, :-1, 1:] - first
-    dy = phi[:, :, :-1, 1:, :-1] - first
-    dz = phi[:, :, 1:, :-1, :-1] - first
-    det = (dx[:, 0] * (dy[:, 1] * dz[:, 2] - dy[:, 2] * dz[:, 1])
-           - dy[:, 0] * (dx[:, 1] * dz[:, 2] - dx[:, 2] * dz[:, 1])
-           + dz[:, 0] * (dx[:, 1] * dy[:, 2] - dx[:, 2] * dy[:, 1]))
-    return det * float(np.linalg.det(spatial_derivative_matrix(grid)))
+def det_jacobian_at_cell_corners(phi: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """``B x 3 x D x H x W`` map on ``grid`` -> ``B x 8 x (D-1) x (H-1) x (W-1)``: det(d phi / d x) of the trilinear
+    interpolant of ``phi`` at the 8 corners of each cell, exactly.
+
+    Inside a cell the interpolant's derivative along x at a corner is the cell's edge along x through that corner
+    (trilinear interpolation is linear along each axis), so each corner's Jacobian has the three cell edges that
+    meet there as columns. A map upsampled from ``grid`` (:func:`avsm.maps.upsample_map`) folds first at these
+    corners, where the one-sided Jacobians of neighbouring cells differ and central differences average them away.
+    """
+    ex = phi[:, :, :, :, 1:] - phi[:, :, :, :, :-1]  # edges along x: B x 3 x D x H x (W-1)
+    ey = phi[:, :, :, 1:] - phi[:, :, :, :-1]  # along y: B x 3 x D x (H-1) x W
+    ez = phi[:, :, 1:] - phi[:, :, :-1]  # along z: B x 3 x (D-1) x H x W
+    dets = []
+    for k, j, i in ((k, j, i) for k in (0, 1) for j in (0, 1) for i in (0, 1)):  # the corner's offsets along z, y, x
+        dx = ex[:, :, k:ex.shape[2] - 1 + k, j:ex.shape[3] - 1 + j, :]
+        dy = ey[:, :, k:ey.shape[2] - 1 + k, :, i:ey.shape[4] - 1 + i]
+        dz = ez[:, :, :, j:ez.shape[3] - 1 + j, i:ez.shape[4] - 1 + i]
+        dets.append(dx[:, 0] * (dy[:, 1] * dz[:, 2] - dy[:, 2] * dz[:, 1])
+                    - dy[:, 0] * (dx[:, 1] * dz[:, 2] - dx[:, 2] * dz[:, 1])
+                    + dz[:, 0] * (dx[:, 1] * dy[:, 2] - dx[:, 2] * dy[:, 1]))
+    return torch.stack(dets, dim=1) * float(np.linalg.det(spatial_derivative_matrix(grid)))
 
 
 def _pad_linear(phi: torch.Tensor) -> torch.Tensor:

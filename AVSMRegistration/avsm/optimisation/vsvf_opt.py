@@ -18,7 +18,7 @@ import torch
 
 from ..geometry import Grid, coarser_grid, physical_to_normalised_matrix
 from ..integrate import flow_maps, advect_map
-from ..jacobian import det_jacobian_of_cells
+from ..jacobian import det_jacobian_at_cell_corners
 from ..geometry import physical_points
 from ..losses import LNCCScale, MultiKernelLNCC, NormalisedGradientFields
 from ..maps import apply_affine, compose, upsample_map, warp_image_at
@@ -59,7 +59,7 @@ class VSVFSettings:
     levels: Optional[Sequence[tuple[float, int]]] = None
     plateau: float = 0.0  # 0: never stop early
     patience: int = 5
-    # weight of the penalty on det J below fold_margin at the working voxels (:func:`fold_penalty`; 0: none)
+    # weight of the penalty on det J below fold_margin at the map cells' corners (:func:`fold_penalty`; 0: none)
     fold_penalty: float = 0.0
     fold_margin: float = 0.2
 
@@ -71,10 +71,10 @@ class VSVFSettings:
 
 
 # vsvf-opt, the accurate preset (at 1.5 mm, avsm.methods): smaller sigmas and a stronger regulariser than the
-# defaults, and a penalty on cells that shrink below a fifth of their volume, which the smallest sigmas need to stay
-# fold-free; chosen on training pairs (benchmarks/tuning/README.md).
+# defaults, and a penalty on map cells whose corners shrink below a fifth of their volume, which keeps such small
+# sigmas fold-free; chosen on training pairs (benchmarks/tuning/README.md).
 VSVF_OPT_SETTINGS = VSVFSettings(sigma_fractions=(0.01, 0.02, 0.03, 0.04, 0.05), regularisation=50.0,
-                                 fold_penalty=1e5, fold_margin=0.2)
+                                 fold_penalty=1e4, fold_margin=0.2)
 
 # Instance optimisation of a network's result (one more vSVF step for the pair, at the network's working grid):
 # one RK4 step for the map while iterating (the step is small: as good as two, 0.5 Dice points better than the
@@ -223,18 +223,14 @@ def _optimise_level(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map
         velocity, deformation = _search_map(momentum, smoother, map_grid, settings)
         if prior is not None:
             deformation = compose(prior_deformation, prior.grid, deformation)
-        coordinates = upsample_map(apply_affine(matrix, translation, deformation), fixed_grid)
-        folding = None
-        if settings.fold_penalty > 0:
-            folding = settings.fold_penalty * fold_penalty(coordinates, fixed_grid, matrix, settings.fold_margin)
-        coordinates = coordinates.permute(0, 2, 3, 4, 1)
+        coordinates = upsample_map(apply_affine(matrix, translation, deformation), fixed_grid).permute(0, 2, 3, 4, 1)
         sim = similarity(warp_image_at(moving, moving_grid, coordinates), coordinates)
         # <m, v> in domain-normalised units (coordinates / extent), averaged over the grid (AVSM Eq. 5).
         # As the authors' code (mermaid) does, the pointwise product m.v is clamped at 0 before summing:
         # <m, Km> is >= 0 in total but can be negative locally, and those parts are not rewarded.
         reg = settings.regularisation * (momentum * velocity).sum(dim=1).clamp_min(0).mean() / extent**2
-        if folding is not None:
-            reg = reg + folding
+        if settings.fold_penalty > 0:
+            reg = reg + settings.fold_penalty * fold_penalty(deformation, map_grid, settings.fold_margin)
         loss = sim + reg
         loss.backward()
         optimiser.step()
@@ -246,13 +242,12 @@ def _optimise_level(momentum: torch.Tensor, smoother: MultiGaussianSmoother, map
     return losses
 
 
-def fold_penalty(coordinates: torch.Tensor, grid: Grid, matrix: torch.Tensor, margin: float) -> torch.Tensor:
-    """mean(max(margin - det J, 0)^2) of the deformation psi^{-1} at the voxels of ``grid``, from the whole map
-    ``coordinates`` = M psi^{-1} + t (``1 x 3 x D x H x W``, e.g. grid_sample coordinates; ``matrix`` M, ``3 x 3``):
-    det J(psi^{-1}) = det J(coordinates) / det M, of each cell between working voxels (forward differences). Zero
-    while every cell keeps more than ``margin`` of its volume; it grows as a cell shrinks towards a fold
-    (det J <= 0), at the working grid where the folds of the upsampled map show, not only at the map grid's points."""
-    det = det_jacobian_of_cells(coordinates, grid) / torch.linalg.det(matrix)
+def fold_penalty(deformation: torch.Tensor, map_grid: Grid, margin: float) -> torch.Tensor:
+    """mean(max(margin - det J, 0)^2) of a deformation psi^{-1} (``1 x 3 x d x h x w`` physical points on
+    ``map_grid``) over the 8 corners of every map cell (:func:`avsm.jacobian.det_jacobian_at_cell_corners`): the
+    exact det J of the trilinear map that the working and output grids see, where it folds first. Zero while every
+    corner keeps more than ``margin`` of its volume; it grows as one shrinks towards a fold (det J <= 0)."""
+    det = det_jacobian_at_cell_corners(deformation, map_grid)
     return (margin - det).clamp_min(0).square().mean()
 
 
