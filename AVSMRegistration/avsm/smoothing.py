@@ -1,7 +1,8 @@
 """Multi-Gaussian smoother: velocity v = K * m from a vector momentum m (AVSM §2.2, Eq. 4).
 
 K = sum_i w_i G_sigma_i with each Gaussian normalised to unit sum on the discrete grid and sum w_i = 1,
-so K has unit DC gain. The convolution is done with FFTs on a zero-padded grid, i.e. it is a *linear*
+so K has unit DC gain. The convolution is done with FFTs on a zero-padded grid (padded at least by the kernel's
+radius, up to a length the FFT is fast on), i.e. it is a *linear*
 (non-periodic) convolution: the authors' mermaid code convolves periodically, which wraps momentum from
 one face of the domain to the opposite one; we pad instead (a departure at the boundary).
 Sigmas are physical (mm) and isotropic, so the smoothing is the same along every physical axis.
@@ -27,6 +28,21 @@ def default_sigmas_mm(grid: Grid, fractions: Sequence[float] = DEFAULT_SIGMA_FRA
     return [f * extent for f in fractions]
 
 
+def fft_size(n: int) -> int:
+    """The smallest length >= ``n`` whose prime factors are 2, 3 and 5: FFTs of such lengths are fast, where a
+    prime length (43) takes more than twice as long. Zero padding beyond the kernel's radius changes nothing in a
+    linear convolution."""
+    size = n
+    while True:
+        rest = size
+        for factor in (2, 3, 5):
+            while rest % factor == 0:
+                rest //= factor
+        if rest == 1:
+            return size
+        size += 1
+
+
 class MultiGaussianSmoother(nn.Module):
     """Applies K (sum of weighted Gaussians, sigmas in mm) channel-wise to ``B x C x D x H x W`` fields."""
 
@@ -42,7 +58,7 @@ class MultiGaussianSmoother(nn.Module):
         spacing_dhw = (grid.spacing[2], grid.spacing[1], grid.spacing[0])
         self.shape = grid.shape
         radius = [min(int(math.ceil(truncate * max(sigmas_mm) / sp)), n) for n, sp in zip(grid.shape, spacing_dhw)]
-        self.padded = tuple(n + r for n, r in zip(grid.shape, radius))
+        self.padded = tuple(fft_size(n + r) for n, r in zip(grid.shape, radius))
         kernel = torch.zeros(self.padded, dtype=torch.float64)
         axes = []
         for n_pad, r, sp in zip(self.padded, radius, spacing_dhw):

@@ -45,3 +45,22 @@ def test_default_sigmas_are_the_paper_fractions_of_the_domain():
     sigmas = default_sigmas_mm(GRID)
     extent = ((36 - 1) * 2 + (48 - 1) * 2 + (40 - 1) * 2) / 3
     np.testing.assert_allclose(sigmas, [f * extent for f in (0.05, 0.1, 0.15, 0.2, 0.25)])
+
+
+def test_fft_lengths_have_no_prime_factor_above_5_and_do_not_change_the_convolution():
+    from avsm import smoothing
+
+    assert [smoothing.fft_size(n) for n in (43, 44, 45, 49, 67, 97, 1, 2)] == [45, 45, 45, 50, 72, 100, 1, 2]
+    grid = Grid(shape=(33, 39, 32), spacing=(5.0, 5.0, 5.0), origin=(0.0, 0.0, 0.0), direction=tuple(np.eye(3).ravel()))
+    generator = torch.Generator().manual_seed(2)
+    momentum = torch.randn((1, 3, *grid.shape), generator=generator, dtype=torch.float64)
+    smoother = MultiGaussianSmoother(grid, [4.0, 9.0, 17.0], [1.0, 2.0, 3.0])
+    assert smoother.padded == (45, 50, 45)  # 33 + 11, 39 + 11, 32 + 11 raised to fast lengths
+    original = smoothing.fft_size
+    try:
+        smoothing.fft_size = lambda n: n  # the shortest padding: the kernel's radius alone
+        shortest = MultiGaussianSmoother(grid, [4.0, 9.0, 17.0], [1.0, 2.0, 3.0])
+    finally:
+        smoothing.fft_size = original
+    assert shortest.padded == (44, 50, 43)
+    torch.testing.assert_close(smoother(momentum), shortest(momentum), atol=1e-12, rtol=0)

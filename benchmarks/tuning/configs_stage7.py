@@ -57,3 +57,6 @@ CONFIGS.update({
                                            map_resolution_factor=1.5),
     "ssmaller_reg20_corners1e4": dict(BASE, sigma_fractions=S_SMALLER, regularisation=20.0, fold_penalty=1e4),
 })
+CONFIGS.update({
+    "s0.0075_reg50_corners1e4": dict(BASE, sigma_fractions=S_SMALLER_075, regularisation=50.0, fold_penalty=1e4),
+})
