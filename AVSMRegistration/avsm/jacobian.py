@@ -38,10 +38,7 @@ def det_jacobian(phi: torch.Tensor, grid: Grid) -> torch.Tensor:
         dx = padded[:, :, z, 1:-1, 2:] - padded[:, :, z, 1:-1, :-2]
         dy = padded[:, :, z, 2:, 1:-1] - padded[:, :, z, :-2, 1:-1]
         dz = padded[:, :, start + 2:stop + 2, 1:-1, 1:-1] - padded[:, :, start:stop, 1:-1, 1:-1]
-        # det of the matrix with columns dx, dy, dz (rows = map components x, y, z)
-        det[:, 0, start:stop] = (dx[:, 0] * (dy[:, 1] * dz[:, 2] - dy[:, 2] * dz[:, 1])
-                                 - dy[:, 0] * (dx[:, 1] * dz[:, 2] - dx[:, 2] * dz[:, 1])
-                                 + dz[:, 0] * (dx[:, 1] * dy[:, 2] - dx[:, 2] * dy[:, 1]))
+        det[:, 0, start:stop] = _det_of_columns(dx, dy, dz)
     scale = float(np.linalg.det(spatial_derivative_matrix(grid))) / 8.0  # / 8: the three doubled columns
     return det.mul_(scale)
 
@@ -63,10 +60,16 @@ def det_jacobian_at_cell_corners(phi: torch.Tensor, grid: Grid) -> torch.Tensor:
         dx = ex[:, :, k:ex.shape[2] - 1 + k, j:ex.shape[3] - 1 + j, :]
         dy = ey[:, :, k:ey.shape[2] - 1 + k, :, i:ey.shape[4] - 1 + i]
         dz = ez[:, :, :, j:ez.shape[3] - 1 + j, i:ez.shape[4] - 1 + i]
-        dets.append(dx[:, 0] * (dy[:, 1] * dz[:, 2] - dy[:, 2] * dz[:, 1])
-                    - dy[:, 0] * (dx[:, 1] * dz[:, 2] - dx[:, 2] * dz[:, 1])
-                    + dz[:, 0] * (dx[:, 1] * dy[:, 2] - dx[:, 2] * dy[:, 1]))
+        dets.append(_det_of_columns(dx, dy, dz))
     return torch.stack(dets, dim=1) * float(np.linalg.det(spatial_derivative_matrix(grid)))
+
+
+def _det_of_columns(dx: torch.Tensor, dy: torch.Tensor, dz: torch.Tensor) -> torch.Tensor:
+    """Per voxel, det of the 3x3 matrix with columns ``dx``, ``dy``, ``dz`` (each ``B x 3 x ...``, rows the map
+    components x, y, z) -> ``B x ...``."""
+    return (dx[:, 0] * (dy[:, 1] * dz[:, 2] - dy[:, 2] * dz[:, 1])
+            - dy[:, 0] * (dx[:, 1] * dz[:, 2] - dx[:, 2] * dz[:, 1])
+            + dz[:, 0] * (dx[:, 1] * dy[:, 2] - dx[:, 2] * dy[:, 1]))
 
 
 def _pad_linear(phi: torch.Tensor) -> torch.Tensor:
