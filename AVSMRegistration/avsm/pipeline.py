@@ -30,7 +30,7 @@ from .imageio import (ImageLike, TransformLike, read_intensity_image, read_label
                       write_stored_gzip)
 from .inference import LoadedNetwork, load_network, predict
 from .jacobian import det_jacobian, fold_mask
-from .maps import apply_affine, resample_map, warp_image_at, warp_labels, warp_labels_at
+from .maps import apply_affine, resample_map, warp_image_at, warp_labels, warp_labels_linear_at
 from .methods import (DEFAULT_PRESET, DEFORMABLE_SIMILARITY, METHODS, NETWORK_CHOICES, SIMILARITIES,
                       check_method_name, check_options)
 from .methods import resolve as resolve_choice
@@ -537,13 +537,22 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
     settings = request.vsvf_settings or VSVF_OPT_SETTINGS
     if request.vsvf_iterations is not None:
         settings = dataclasses.replace(settings, iterations=request.vsvf_iterations, levels=None)
-    result = optimise_vsvf(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, affine, settings,
-                           masks=inputs.masks, similarity=DEFORMABLE_SIMILARITY[request.similarity],
-                           progress=lambda f, m: report_progress("vsvf", f, m))
+    steps = _vsvf_steps(settings)
+    result, vsvf_steps = None, []
+    for index, step in enumerate(steps):
+        prior = None if result is None else PriorDeformation(result.pullback_map, result.pushforward_map,
+                                                             result.map_grid)
+        result = optimise_vsvf(inputs.fixed_w, inputs.fixed_grid, inputs.moving_w, inputs.moving_grid, affine, step,
+                               masks=inputs.masks, similarity=DEFORMABLE_SIMILARITY[request.similarity],
+                               prior=prior, progress=_step_progress(report_progress, index, len(steps)))
+        vsvf_steps.append({"iterations": len(result.losses), "time_steps": step.time_steps,
+                           "regularisation": step.regularisation, "map_grid_shape": list(result.map_grid.shape),
+                           "final_similarity_loss": result.losses[-1][0] if result.losses else None})
     timings["vsvf"] = time.perf_counter() - tick
-    vsvf = {"iterations": settings.iterations, "time_steps": settings.time_steps,
-            "regularisation": settings.regularisation, "map_grid_shape": list(result.map_grid.shape),
-            "final_similarity_loss": result.losses[-1][0] if result.losses else None}
+    vsvf = dict(vsvf_steps[0])
+    if len(vsvf_steps) > 1:
+        vsvf.update(steps=vsvf_steps, map_grid_shape=vsvf_steps[-1]["map_grid_shape"],
+                    final_similarity_loss=vsvf_steps[-1]["final_similarity_loss"])
     judged = inputs.judge.losses(affine, [None, result.pullback_map], result.map_grid)
     vsvf.update(deformation_kept=judged[1] < judged[0], check_loss_affine=round(judged[0], 5),
                 check_loss_vsvf=round(judged[1], 5))
@@ -551,6 +560,23 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
         return _affine_alone(affine, result.map_grid, {"vsvf": vsvf})
     return _Alignment(affine, result.pullback_map.cpu(), result.pushforward_map.cpu(), result.map_grid,
                       {"vsvf": vsvf})
+
+
+def _step_progress(report_progress: StagedProgress, index: int, count: int) -> Callable[[float, str], None]:
+    """Progress of vSVF step ``index`` of ``count``, as its share of the "vsvf" stage."""
+    if count == 1:
+        return lambda fraction, message: report_progress("vsvf", fraction, message)
+    return lambda fraction, message: report_progress("vsvf", (index + fraction) / count,
+                                                     f"step {index + 1}/{count}, {message}")
+
+
+def _vsvf_steps(settings: VSVFSettings) -> list[VSVFSettings]:
+    """The vSVF steps that ``settings`` describe, first to last: itself, then its ``refinement`` chain."""
+    steps = []
+    while settings is not None:
+        steps.append(dataclasses.replace(settings, refinement=None))
+        settings = settings.refinement
+    return steps
 
 
 def _report(request: _Request, inputs: _Inputs, alignment: _Alignment, outputs: dict, timings: dict) -> dict:
@@ -616,7 +642,7 @@ def _outputs_on_fixed_grid(fixed_image: sitk.Image, moving_image: sitk.Image, af
         warped = warp_image_at(image_to_tensor(moving_image), moving_grid, coordinates)
         warped_labels = None
         if moving_labels is not None:
-            warped_labels = tensor_to_image(warp_labels_at(image_to_tensor(moving_labels), coordinates).round(),
+            warped_labels = tensor_to_image(warp_labels_linear_at(image_to_tensor(moving_labels), coordinates),
                                             fixed_grid, moving_labels.GetPixelID())
         # float32 is enough: neighbouring values of q differ by ~1e-2 and are exact to ~1e-7
         det = det_jacobian(q, fixed_grid).div_(float(np.linalg.det(to_normalised[:3, :3])))

@@ -4,7 +4,9 @@ import SimpleITK as sitk
 import torch
 
 from avsm.geometry import Grid, physical_points
-from avsm.maps import affine_map, apply_affine, compose, resample_map, warp_image, warp_labels
+from avsm.geometry import physical_to_normalised
+from avsm.maps import (affine_map, apply_affine, compose, resample_map, warp_image, warp_labels,
+                       warp_labels_linear_at)
 
 from engine_fixtures import blob_image, oblique_direction
 
@@ -49,6 +51,34 @@ def test_nearest_neighbour_label_warp_matches_simpleitk():
     phi = physical_points(Grid.of_image(fixed), dtype=torch.float64) + torch.tensor(offset, dtype=torch.float64).view(1, 3, 1, 1, 1)
     warped = warp_labels(_tensor(labels), Grid.of_image(labels), phi)[0, 0].numpy()
     assert (warped == expected).mean() > 0.999
+
+
+def test_per_label_linear_warp_matches_simpleitk_label_linear():
+    """Oblique grids, a known affine and a fixed field of view reaching past the labels (0 there, as ITK)."""
+    labels = sitk.Cast(blob_image(direction=oblique_direction(20.0), seed=7) * 6.0, sitk.sitkUInt8)
+    labels = sitk.Cast(labels * 7, sitk.sitkUInt8)  # label values 0, 7, 14, ... (not consecutive)
+    fixed = blob_image(size=(22, 20, 14), spacing=(1.1, 0.9, 1.9), origin=(3.0, -6.0, 7.0),
+                       direction=oblique_direction(-15.0), seed=8)
+    matrix = np.array([[1.04, 0.07, -0.03], [-0.06, 0.96, 0.05], [0.02, 0.03, 1.08]])
+    translation = (1.3, -1.7, 0.9)
+    transform = sitk.AffineTransform(matrix.ravel().tolist(), translation)
+    expected = sitk.GetArrayFromImage(sitk.Resample(labels, fixed, transform, sitk.sitkLabelLinear, 0))
+    phi = affine_map(torch.tensor(matrix), torch.tensor(translation, dtype=torch.float64), Grid.of_image(fixed))
+    coordinates = physical_to_normalised(phi, Grid.of_image(labels))
+    warped = warp_labels_linear_at(_tensor(labels), coordinates)[0, 0].numpy()
+    nearest = sitk.GetArrayFromImage(sitk.Resample(labels, fixed, transform, sitk.sitkNearestNeighbor, 0))
+    assert len(np.unique(expected)) > 4 and (expected == 0).any() and (expected != nearest).mean() > 0.01
+    assert (warped == expected).mean() > 0.999  # ties between two labels may break either way
+    in_chunks = warp_labels_linear_at(_tensor(labels), coordinates, chunk_points=1000)[0, 0].numpy()
+    np.testing.assert_array_equal(in_chunks, warped)
+
+
+def test_per_label_linear_warp_by_the_identity_returns_the_labels():
+    labels = sitk.Cast(blob_image(seed=9) * 5.0, sitk.sitkUInt8)
+    grid = Grid.of_image(labels)
+    coordinates = physical_to_normalised(physical_points(grid, dtype=torch.float64), grid)
+    np.testing.assert_array_equal(warp_labels_linear_at(_tensor(labels), coordinates)[0, 0].numpy(),
+                                  sitk.GetArrayFromImage(labels))
 
 
 def test_composition_of_translations_adds_them():
