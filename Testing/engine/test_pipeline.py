@@ -7,6 +7,7 @@ SimpleITK through a rotation, scaling and shift, so the true fixed -> moving map
 Fast settings (coarse working grid, few iterations) keep each registration to seconds; accuracy is the
 benchmarks' business, not these tests'.
 """
+import dataclasses
 import json
 
 import numpy as np
@@ -16,6 +17,7 @@ import SimpleITK as sitk
 import avsm
 from avsm import AVSMError, register
 from avsm.methods import METHODS
+from avsm.optimisation import VSVFSettings
 
 from engine_fixtures import SAMPLE_DATA, inverted_contrast_pair, shared_path
 
@@ -227,3 +229,24 @@ def test_the_working_grid_is_no_finer_than_the_images_unless_asked():
     assert METHODS["vsvf-opt"].working_spacing_mm < 2.0
     assert register(*pair, **quick).report["working_spacing_mm"] == 2.0
     assert register(*pair, working_spacing=1.5, **quick).report["working_spacing_mm"] == 1.5
+
+
+def test_a_refinement_step_is_composed_after_the_first():
+    """``VSVFSettings.refinement``: with no iterations the second step is the identity and the result is the first
+    step's to rounding; with iterations it starts from the first step's match and improves it."""
+    pair = (SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz")
+    options = dict(method="vsvf-opt", affine_iterations=20, working_spacing=4.0, device="cpu")
+    first = VSVFSettings(iterations=8, sigma_fractions=(0.02, 0.04, 0.06, 0.08, 0.1))
+    one = register(*pair, vsvf_settings=first, **options)
+    idle = register(*pair, vsvf_settings=dataclasses.replace(first, refinement=VSVFSettings(iterations=0)), **options)
+    np.testing.assert_allclose(sitk.GetArrayViewFromImage(idle.warped), sitk.GetArrayViewFromImage(one.warped),
+                               atol=1e-4 * float(np.ptp(sitk.GetArrayViewFromImage(one.warped))))
+    steps = idle.report["vsvf"]["steps"]
+    assert [step["iterations"] for step in steps] == [8, 0]
+    second = VSVFSettings(iterations=8, sigma_fractions=(0.01, 0.02, 0.03, 0.04, 0.05), fold_penalty=1e4)
+    two = register(*pair, vsvf_settings=dataclasses.replace(first, refinement=second), **options)
+    steps = two.report["vsvf"]["steps"]
+    assert [step["iterations"] for step in steps] == [8, 8]
+    assert steps[1]["final_similarity_loss"] < steps[0]["final_similarity_loss"]
+    assert two.report["vsvf"]["final_similarity_loss"] == steps[1]["final_similarity_loss"]
+    assert two.report["fold_count"] == 0

@@ -62,6 +62,10 @@ class VSVFSettings:
     # weight of the penalty on det J below fold_margin at the map cells' corners (:func:`fold_penalty`; 0: none)
     fold_penalty: float = 0.0
     fold_margin: float = 0.2
+    # a further vSVF step with its own settings, optimised after this one and composed after it (AVSM's multi-step
+    # vSVF, phi = A ∘ psi_1^{-1} ∘ psi_2^{-1}); its regulariser sees its own momentum alone, its fold penalty the
+    # composed map (vsvf-opt only)
+    refinement: Optional["VSVFSettings"] = None
 
     def schedule(self) -> tuple[tuple[float, int], ...]:
         """The levels to run: ``levels``, or the working grid alone for ``iterations`` iterations."""
