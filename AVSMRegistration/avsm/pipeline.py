@@ -179,12 +179,14 @@ def foreground_overlap(fixed_w: torch.Tensor, fixed_grid: Grid, moving_w: torch.
     return float((landed * fixed_fg).sum() / fixed_fg.sum().clamp_min(1.0))
 
 
-def default_working_spacing(method: str, model_entry: Optional[ModelEntry], network: Optional[LoadedNetwork]) -> float:
+def default_working_spacing(method: str, model_entry: Optional[ModelEntry]) -> float:
     """The working grid (isotropic mm) when none is asked for: the method's (``avsm.methods``); for a network,
-    its manifest's ``inference_spacing_mm`` (chosen on validation pairs), else the grid it was trained on."""
-    if network is None:
+    its manifest's ``inference_spacing_mm`` (chosen on validation pairs), else the grid it was trained on (from the
+    manifest, or the checkpoint when the manifest does not say)."""
+    if model_entry is None:
         return METHODS[method].working_spacing_mm
-    return model_entry.inference_spacing_mm or network.working_spacing_mm
+    return (model_entry.inference_spacing_mm or model_entry.working_spacing_mm
+            or load_network(model_entry).working_spacing_mm)
 
 
 def register(
@@ -265,7 +267,7 @@ def register(
     timings["read_and_preprocess"] = time.perf_counter() - tick
     report_progress("read", 1.0, "inputs ready")
     with flush_denormals():
-        if request.network is not None:
+        if request.model_entry is not None:
             alignment = _run_network(request, inputs, report_progress, timings)
         else:
             alignment = _run_optimisation(request, inputs, report_progress, timings)
@@ -334,10 +336,12 @@ def _check_request(method, preset, device, working_spacing, similarity, options:
     if similarity not in SIMILARITIES:
         raise AVSMError(f"unknown similarity '{similarity}'; choose one of {', '.join(SIMILARITIES)}")
     torch_device = resolve_device(device)
-    network = load_network(model_entry) if model_entry is not None else None
-    spacing = float(working_spacing or default_working_spacing(method, model_entry, network))
-    without_networks = (network is not None and similarity == "mi"
+    # across a change of contrast (mi) a network method runs the affine optimisation in place of its networks, unless
+    # a network option asks for them: then their weights are not even loaded
+    without_networks = (model_entry is not None and similarity == "mi"
                         and all(options.get(name) is None for name in NETWORK_CHOICES))
+    network = load_network(model_entry) if model_entry is not None and not without_networks else None
+    spacing = float(working_spacing or default_working_spacing(method, model_entry))
     return _Request(method, preset_name, model_entry, network, torch_device, spacing, similarity, without_networks,
                     **values)
 

@@ -206,7 +206,9 @@ def test_across_contrasts_the_network_methods_run_the_affine_optimisation_in_pla
     fixed, moving, truth = inverted_contrast_pair()
     options = dict(similarity="mi", working_spacing=4.0, device="cpu")
     affine = register(fixed, moving, method="affine", **options)
+    avsm.inference._LOADED.clear()
     fast = register(fixed, moving, preset="fast", **options)
+    assert not avsm.inference._LOADED  # the networks' weights were not even loaded
     assert fast.report["network"] == {"networks_used": False, "instance_opt": 0}
     assert fast.report["affine_working_spacing_mm"] == 4.0
     assert fast.report["model"] is None and "network" not in fast.report["timings"]
@@ -217,6 +219,7 @@ def test_across_contrasts_the_network_methods_run_the_affine_optimisation_in_pla
     assert default.report["network"]["instance_opt"] == 5 and "instance_opt_kept" in default.report["network"]
     chosen = register(fixed, moving, preset="fast", network_vsvf_steps=1, **options)
     assert chosen.report["network"]["networks_used"] is True and chosen.report["model"] is not None
+    assert avsm.inference._LOADED
     own_grid = register(fixed, moving, preset="fast", similarity="mi", device="cpu", affine_refine=None)
     assert own_grid.report["working_spacing_mm"] != METHODS["affine"].working_spacing_mm  # the networks' grid
     assert own_grid.report["affine_working_spacing_mm"] == METHODS["affine"].working_spacing_mm

@@ -42,3 +42,10 @@ CONFIGS.update({
     "lin_flat_weights": dict(BASE, sigma_weights=(0.2, 0.2, 0.2, 0.2, 0.2)),
     "lin_it90": dict(BASE, iterations=90),
 })
+MF15 = dict(BASE, sigma_fractions=S_075, map_resolution_factor=1.5)
+CONFIGS.update({
+    "lin_s075_mf1.5_finer": dict(MF15, lncc_scales=FINER),
+    "lin_s075_mf1.5_lr3": dict(MF15, learning_rate=3.0),
+    "lin_s075_mf1.5_reg25": dict(MF15, regularisation=25.0),
+    "lin_s075_mf1.5_three": dict(MF15, lncc_scales=THREE),
+})
