@@ -69,8 +69,8 @@ INSTANCE_OPT = Option("instance_opt", int, "iterations of one more vSVF step opt
 AFFINE_ITERATIONS = Option("affine_iterations", int, "Adam iterations of the affine optimisation at each level of "
                            "its image pyramid (default: the optimiser's schedule, most at the coarsest level)",
                            minimum=0)
-VSVF_ITERATIONS = Option("vsvf_iterations", int, "Adam iterations of the vSVF optimisation, all at the working grid "
-                         "(default: those of the vSVF settings)", minimum=0)
+VSVF_ITERATIONS = Option("vsvf_iterations", int, "Adam iterations of each step of the vSVF optimisation, all at the "
+                         "working grid (default: those of the vSVF settings)", minimum=0)
 VSVF_SETTINGS = Option("vsvf_settings", object, "avsm.optimisation.VSVFSettings of the vSVF optimisation (vsvf-opt) "
                        "or of the instance optimisation (network methods; its iteration count is instance_opt, "
                        "unless its levels give a schedule)", command_line=False)
@@ -146,8 +146,8 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
            "held-out brain pairs: Dice 0.569 against ANTs SyN's 0.561 (above it on 73 of 90 pairs); 3.6 s against "
            "SyN's 33 s end to end on a 1 mm pair (2 CPU threads); whole-head pairs: Dice 0.661 against SyN's 0.622 "
            "(T1), 0.672 against 0.587 (T2-like, similarity mi)"),
-    Preset("accurate", "vsvf-opt", "vSVF optimised for this pair at 1.5 mm from an optimised affine: the most "
-           "accurate, under a minute.", {},
+    Preset("accurate", "vsvf-opt", "vSVF optimised for this pair at 1.5 mm from an optimised affine, a coarse step "
+           "then a fine one: the most accurate, about a minute.", {},
            "held-out brain pairs: Dice 0.625 against ANTs SyN's 0.561 (above it on 90 of 90 pairs, no folds); 24 s "
            "against SyN's 33 s end to end on a 1 mm pair (2 CPU threads)"),
 )})

@@ -229,7 +229,7 @@ def register(
       more vSVF step, composed after the network's, on the network's working grid (``INSTANCE_OPT_SETTINGS``,
       or ``vsvf_settings`` when given);
     * "affine" and "vsvf-opt": ``affine_iterations``, the affine optimisation's iterations at each pyramid
-      level; "vsvf-opt" also ``vsvf_iterations`` (the vSVF optimisation's, at the working grid alone) and
+      level; "vsvf-opt" also ``vsvf_iterations`` (those of each vSVF step, at the working grid alone) and
       ``vsvf_settings``.
 
     ``working_spacing``: isotropic mm of the working grid (default: ``default_working_spacing``, no finer than the
@@ -538,10 +538,9 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
     if request.method != "vsvf-opt":
         return _Alignment(affine)
     tick = time.perf_counter()
-    settings = request.vsvf_settings or VSVF_OPT_SETTINGS
+    steps = _vsvf_steps(request.vsvf_settings or VSVF_OPT_SETTINGS)
     if request.vsvf_iterations is not None:
-        settings = dataclasses.replace(settings, iterations=request.vsvf_iterations, levels=None)
-    steps = _vsvf_steps(settings)
+        steps = [dataclasses.replace(step, iterations=request.vsvf_iterations, levels=None) for step in steps]
     result, vsvf_steps = None, []
     for index, step in enumerate(steps):
         prior = None if result is None else PriorDeformation(result.pullback_map, result.pushforward_map,
@@ -553,10 +552,10 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
                            "regularisation": step.regularisation, "map_grid_shape": list(result.map_grid.shape),
                            "final_similarity_loss": result.losses[-1][0] if result.losses else None})
     timings["vsvf"] = time.perf_counter() - tick
-    vsvf = dict(vsvf_steps[0])
+    # the last step's entries (its map grid is the result's), the iterations of all, and each step's when several
+    vsvf = dict(vsvf_steps[-1], iterations=sum(step["iterations"] for step in vsvf_steps))
     if len(vsvf_steps) > 1:
-        vsvf.update(steps=vsvf_steps, map_grid_shape=vsvf_steps[-1]["map_grid_shape"],
-                    final_similarity_loss=vsvf_steps[-1]["final_similarity_loss"])
+        vsvf["steps"] = vsvf_steps
     judged = inputs.judge.losses(affine, [None, result.pullback_map], result.map_grid)
     vsvf.update(deformation_kept=judged[1] < judged[0], check_loss_affine=round(judged[0], 5),
                 check_loss_vsvf=round(judged[1], 5))
