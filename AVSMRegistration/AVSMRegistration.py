@@ -10,7 +10,7 @@ Console use:
     nodes = logic.register(fixedNode, movingNode, preset="fast")     # or "accurate"
     nodes = logic.register(fixedNode, movingNode, method="vsvf-opt")  # a method with its own defaults
     nodes = logic.register(fixedNode, movingNode, fixedMask=brainMask, initialTransform=landmarkTransform)
-    nodes = logic.register(t1Node, t2Node, similarity="mi")         # different contrasts: mutual information
+    nodes = logic.register(t1Node, t2Node, similarity="mi")         # different contrasts, said explicitly
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ class AVSMRegistrationParameterNode:
     movingMask: Optional[Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]]
     initialTransform: Optional[vtkMRMLTransformNode]  # linear only: the validation refuses others by name
     method: MethodChoice = MethodChoice[DEFAULT_CHOICE]  # a preset or a method
-    contrast: ContrastChoice = ContrastChoice[DEFAULT_SIMILARITY]  # same contrast: local correlation
+    contrast: ContrastChoice = ContrastChoice[DEFAULT_SIMILARITY]  # detected from the images
     affineSteps: Annotated[int, WithinRange(0, 10000)] = 0
     vsvfSteps: Annotated[int, WithinRange(0, 10000)] = 0
     instanceOptIterations: Annotated[int, WithinRange(0, 10000)] = 0
@@ -257,9 +257,9 @@ class AVSMRegistrationLogic(ScriptedLoadableModuleLogic):
         compared only inside them; `initialTransform`: a linear transform node that aligns the moving volume
         placed under it with the fixed one (replaces the centre-of-mass start). Keywords as `AVSMRegistrationLib.register_volumes` (device, model,
         networkAffineSteps, networkVsvfSteps, affineRefine, instanceOpt, affineIterations, vsvfIterations: each
-        method takes its own; workingSpacing, similarity ("lncc": same contrast, the
-        default; "mi": mutual information, e.g. T1 against T2), output*=True/False/node, outputInverse, showGrid,
-        progress, keepFiles)."""
+        method takes its own; workingSpacing, similarity ("auto": detected from the
+        images, the default; "lncc": same contrast; "mi": mutual information, e.g. T1 against T2),
+        output*=True/False/node, outputInverse, showGrid, progress, keepFiles)."""
         self.ensureDependencies()
         kwargs.setdefault("tempRoot", slicer.app.temporaryPath)
         return register_volumes(fixedNode, movingNode, method=method, movingLabels=movingLabels,

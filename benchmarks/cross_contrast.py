@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--voxelmorph-model", default=None)
     ap.add_argument("--instance-opt", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--similarity", default="lncc", help="the affine stage's similarity of the avsm rows: lncc or mi")
+    ap.add_argument("--similarity", default="auto", help="the similarity of the avsm rows: auto, lncc or mi")
     args = ap.parse_args(argv)
     # malf_accuracy's methods read these option names
     for name in ("working_spacing", "vsvf_iterations", "vsvf_learning_rate", "vsvf_regularisation", "vsvf_time_steps",

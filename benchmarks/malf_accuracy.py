@@ -139,6 +139,12 @@ def dice_mean(warped_labels: np.ndarray, fixed_labels: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------------------------- methods
+def similarity_columns(report: dict) -> dict:
+    """The similarity a run used and, when it was detected ("auto"), the contrast check's sign agreement."""
+    similarity = report["similarity"]
+    return {"similarity": similarity["used"], "contrast_agreement": similarity.get("contrast_agreement")}
+
+
 def run_avsm(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
     import avsm
 
@@ -155,7 +161,8 @@ def run_avsm(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
     seconds = time.perf_counter() - tick
     rep = result.report
     return {"dice": rep["dice_mean"], "fold_fraction": rep["fold_fraction"], "detj_min": rep["det_jacobian_min"],
-            "detj_max": rep["det_jacobian_max"], "seconds": seconds, "engine_total_s": rep["timings"]["total"]}
+            "detj_max": rep["det_jacobian_max"], "seconds": seconds, "engine_total_s": rep["timings"]["total"],
+            **similarity_columns(rep)}
 
 
 def run_network(method: str, fixed: str, moving: str, args, workdir: str) -> dict:
@@ -180,7 +187,7 @@ def run_network(method: str, fixed: str, moving: str, args, workdir: str) -> dic
     network_s = sum(rep["network"]["timings"].values())
     return {"dice": rep["dice_mean"], "fold_fraction": rep["fold_fraction"], "detj_min": rep["det_jacobian_min"],
             "detj_max": rep["det_jacobian_max"], "seconds": seconds, "engine_total_s": rep["timings"]["total"],
-            "network_s": network_s}
+            "network_s": network_s, **similarity_columns(rep)}
 
 
 def run_preset(preset: str, fixed: str, moving: str, args, workdir: str) -> dict:
@@ -193,7 +200,8 @@ def run_preset(preset: str, fixed: str, moving: str, args, workdir: str) -> dict
     seconds = time.perf_counter() - tick
     rep = result.report
     return {"dice": rep["dice_mean"], "fold_fraction": rep["fold_fraction"], "detj_min": rep["det_jacobian_min"],
-            "detj_max": rep["det_jacobian_max"], "seconds": seconds, "engine_total_s": rep["timings"]["total"]}
+            "detj_max": rep["det_jacobian_max"], "seconds": seconds, "engine_total_s": rep["timings"]["total"],
+            **similarity_columns(rep)}
 
 
 # Greedy (picsl-greedy) as its documentation sets it up for brain MRI: affine (12 dof, NCC 2x2x2, from the
@@ -440,7 +448,7 @@ def main(argv=None) -> int:
                     help="working grid of the network rows in mm (default: the model's, see its manifest)")
     ap.add_argument("--instance-opt", type=int, default=20, help="instance-optimisation iterations of avsm-io")
     ap.add_argument("--threads", type=int, default=2, help="threads for every method (default 2)")
-    ap.add_argument("--similarity", default="lncc", help="the affine stage's similarity of the avsm rows: lncc or mi")
+    ap.add_argument("--similarity", default="auto", help="the similarity of the avsm rows: auto, lncc or mi")
     ap.add_argument("--shard", default=None, help="K/N: run only pairs k with k %% N == K (parallel processes)")
     ap.add_argument("--merge", default=None, help="comma list of per-pair CSVs to summarise instead of running")
     ap.add_argument("--resume", action="store_true",
@@ -512,8 +520,9 @@ def main(argv=None) -> int:
 
 
 PAIR_ROW_KEYS = ["method", "fixed", "moving", "dice", "fold_fraction", "detj_min", "detj_max", "seconds",
-                 "engine_total_s", "network_s", "error"]
-PAIR_ROW_FLOATS = ("dice", "fold_fraction", "detj_min", "detj_max", "seconds", "engine_total_s", "network_s")
+                 "engine_total_s", "network_s", "error", "similarity", "contrast_agreement"]
+PAIR_ROW_FLOATS = ("dice", "fold_fraction", "detj_min", "detj_max", "seconds", "engine_total_s", "network_s",
+                   "contrast_agreement")
 
 
 def pair_rows_path(out: str) -> Path:

@@ -141,7 +141,7 @@ def run_ants_affine(fixed: str, moving: str, workdir: str) -> tuple[sitk.Transfo
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--methods", default="affine,fast,default,ants-affine")
-    ap.add_argument("--similarity", default="mi", help="the avsm rows' similarity: lncc or mi")
+    ap.add_argument("--similarity", default="auto", help="the avsm rows' similarity: auto, lncc or mi")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="markdown table")
     args = ap.parse_args(argv)

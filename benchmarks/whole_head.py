@@ -425,7 +425,7 @@ def main(argv=None) -> int:
     ap.add_argument("--contrasts", default="T1,T2,FLAIR", help="moving contrasts of the whole-head sets ('none')")
     ap.add_argument("--icbm", default="T1,T2", help="moving contrasts of the ICBM sets ('none' to skip)")
     ap.add_argument("--methods", default="affine,ants-affine,fast,default,accurate,syn,greedy,elastix")
-    ap.add_argument("--similarity", default="lncc", help="the affine stage's similarity of the avsm rows: lncc or mi")
+    ap.add_argument("--similarity", default="auto", help="the similarity of the avsm rows: auto, lncc or mi")
     ap.add_argument("--spacing", type=floats, default=(1.0, 1.0, 2.5), help="moving grid spacing, mm (x,y,z)")
     ap.add_argument("--fov", type=floats, default=(0.70, 0.85), help="range of the head's z extent kept")
     ap.add_argument("--seed", type=int, default=0)

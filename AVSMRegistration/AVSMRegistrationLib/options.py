@@ -12,8 +12,8 @@ from pathlib import Path
 
 from avsm.errors import AVSMError
 # torch-free: import avsm loads no pipeline
-from avsm.methods import (DEFAULT_PRESET, METHODS, OPTIONS, PRESETS, SIMILARITIES, Option, check_options,
-                          option_help, resolve)
+from avsm.methods import (DEFAULT_PRESET, DEFAULT_SIMILARITY, METHODS, OPTIONS, PRESETS, SIMILARITY_CHOICES, Option,
+                          check_options, option_help, resolve)
 
 from .errors import RegistrationInputError
 
@@ -66,11 +66,11 @@ def choice_by_name(name: str) -> Choice:
 DEVICES = ("auto", "cpu", "cuda")
 """auto: the GPU when torch sees one, the CPU otherwise."""
 
-SIMILARITY_LABELS = {"lncc": "Same contrast (local correlation)",
+SIMILARITY_LABELS = {"auto": "Detect from the images",
+                     "lncc": "Same contrast (local correlation)",
                      "mi": "Different contrasts, e.g. T1 and T2 (mutual information)"}
-"""The panel's Contrast box: the affine stage's similarity (``avsm.methods.SIMILARITIES``) as the panel says it."""
-DEFAULT_SIMILARITY = SIMILARITIES[0]
-"""The engine's default (mk-LNCC, same contrast)."""
+"""The panel's Contrast box: the similarity (``avsm.methods.SIMILARITY_CHOICES``) as the panel says it; the first is
+the engine's default (``avsm.methods.DEFAULT_SIMILARITY``)."""
 
 PANEL_BOXES = {"affineSteps": ("network_affine_steps", "affine_iterations"),
                "vsvfSteps": ("network_vsvf_steps", "vsvf_iterations"),
@@ -116,7 +116,7 @@ class RegistrationOptions:
     affine_iterations: int | None = None
     vsvf_iterations: int | None = None
     working_spacing: float | None = None
-    similarity: str | None = None  # the affine stage's: "lncc" or "mi"; None: the engine's default (lncc)
+    similarity: str | None = None  # "auto", "lncc" or "mi"; None: the engine's default (auto)
 
     def validated(self) -> "RegistrationOptions":
         """These options, checked, with the default preset named when neither preset nor method is."""
@@ -127,9 +127,9 @@ class RegistrationOptions:
             raise RegistrationInputError(str(error)) from None
         if self.device not in DEVICES:
             raise RegistrationInputError(f"Unknown device '{self.device}'; choose one of: {', '.join(DEVICES)}.")
-        if self.similarity is not None and self.similarity not in SIMILARITIES:
+        if self.similarity is not None and self.similarity not in SIMILARITY_CHOICES:
             raise RegistrationInputError(f"Unknown similarity '{self.similarity}'; choose one of: "
-                                         f"{', '.join(SIMILARITIES)}.")
+                                         f"{', '.join(SIMILARITY_CHOICES)}.")
         if self.working_spacing is not None and not self.working_spacing > 0:
             raise RegistrationInputError(f"Working spacing must be > 0 mm, got {self.working_spacing}.")
         if self.model:

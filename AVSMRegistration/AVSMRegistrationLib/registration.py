@@ -174,8 +174,9 @@ def register_volumes(fixedNode, movingNode, method: str | None = None, movingLab
     `fixedMask` / `movingMask` (label map or segmentation, non-zero or any segment: inside): the images are
     compared only inside them (a label map on another grid is resampled onto its volume's). `initialTransform`:
     a linear transform node that aligns the moving volume placed under it with the fixed volume (e.g. from
-    landmarks); it replaces the centre-of-mass start of the affine stage. `similarity`: the affine stage's,
-    "lncc" (local correlation, same contrast; the default) or "mi" (mutual information, e.g. T1 against T2).
+    landmarks); it replaces the centre-of-mass start of the affine stage. `similarity`: "auto" (the
+    default: detected from the roughly aligned volumes), "lncc" (local correlation, same contrast) or "mi" (mutual
+    information, e.g. T1 against T2).
     Inputs are never modified; on any error nothing is added to the scene. `keepFiles=True` leaves
     the temporary folder (inputs, engine outputs, engine.log) for a bug report.
     `background=True` runs the engine as a separate `avsm register` process (as the panel does)

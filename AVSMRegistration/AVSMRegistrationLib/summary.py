@@ -17,7 +17,10 @@ def summary_text(report: dict, seconds: float, moving_name: str, fixed_name: str
     parts = [f"{run_label(report)}: '{moving_name}' -> '{fixed_name}' in {seconds:.1f} s on {report.get('device', '?')}"]
     if report.get("initial_source") == "initial transform":
         parts.append("started from the initial transform")
-    if report.get("affine_similarity") == "mi":
+    similarity = report.get("similarity") or {}
+    if similarity.get("same_contrast") is False:
+        parts.append(f"contrasts differ (sign agreement {similarity['contrast_agreement']:.2f}): mutual information")
+    elif report.get("affine_similarity") == "mi":
         parts.append("affine by mutual information")
     if (report.get("network") or {}).get("networks_used") is False:
         parts.append("the affine optimisation in place of the networks across contrasts")

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .errors import AVSMError
-from .methods import (DEFAULT_PRESET, METHOD_NAMES, METHODS, OPTIONS, PRESET_NAMES, PRESETS, SIMILARITIES,
-                      check_options, option_help, resolve)
+from .methods import (DEFAULT_PRESET, DEFAULT_SIMILARITY, METHOD_NAMES, METHODS, OPTIONS, PRESET_NAMES, PRESETS,
+                      SIMILARITY_CHOICES, check_options, option_help, resolve)
 from .output_folder import check_writable
 
 SAMPLE_DATA = Path(__file__).parent / "sample_data"
@@ -36,11 +36,12 @@ def _register_arguments(parser: argparse.ArgumentParser, with_inputs: bool = Tru
     parser.add_argument("--initial-transform", default=None,
                         help="linear ITK transform file (fixed -> moving points, e.g. from landmarks): the affine "
                              "stage starts from it instead of the centre-of-mass alignment")
-    parser.add_argument("--similarity", default="lncc", choices=SIMILARITIES,
-                        help="the affine stage's similarity: lncc (local correlation, same contrast) or mi (mutual "
-                             "information, e.g. T1 against T2 or FLAIR; the network methods then run the affine "
-                             "optimisation in place of their networks unless --model or a network option is "
-                             "given); default lncc")
+    parser.add_argument("--similarity", default=DEFAULT_SIMILARITY, choices=SIMILARITY_CHOICES,
+                        help="how the images are compared: auto (default: local correlation while the roughly "
+                             "aligned images look like one contrast, else mutual information), lncc (local "
+                             "correlation, same contrast) or mi (mutual information, e.g. T1 against T2 or FLAIR; the "
+                             "network methods then run the affine optimisation in place of their networks unless "
+                             "--model or a network option is given)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     for option in OPTIONS.values():  # each method's own (avsm.methods); a method refuses the others
         if option.command_line:

@@ -119,6 +119,12 @@ METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
 # gradient fields, which score coinciding edges whatever the order of the tissues' intensities (T1 against FLAIR).
 SIMILARITIES: tuple[str, ...] = ("lncc", "mi")
 DEFORMABLE_SIMILARITY: Mapping[str, str] = MappingProxyType({"lncc": "lncc", "mi": "ngf"})
+# What a caller may ask for: one of SIMILARITIES, or "auto" (the default): local correlation while the roughly aligned
+# images correlate in sign like two scans of one contrast, else mutual information
+# (avsm.optimisation.contrast_check).
+AUTO_SIMILARITY = "auto"
+SIMILARITY_CHOICES: tuple[str, ...] = (AUTO_SIMILARITY, *SIMILARITIES)
+DEFAULT_SIMILARITY = AUTO_SIMILARITY
 NETWORK_METHODS: tuple[str, ...] = tuple(name for name, m in METHODS.items() if m.network)
 OPTIONS: Mapping[str, Option] = MappingProxyType({o.name: o for m in METHODS.values() for o in m.options})
 """Every method's options by name, each once, in the order the methods declare them."""

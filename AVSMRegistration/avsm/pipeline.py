@@ -31,14 +31,15 @@ from .imageio import (ImageLike, TransformLike, read_intensity_image, read_label
 from .inference import LoadedNetwork, load_network, predict
 from .jacobian import det_jacobian, fold_mask
 from .maps import apply_affine, resample_map, warp_image_at, warp_labels, warp_labels_linear_at
-from .methods import (DEFAULT_PRESET, DEFORMABLE_SIMILARITY, METHODS, NETWORK_CHOICES, SIMILARITIES,
-                      check_method_name, check_options)
+from .methods import (AUTO_SIMILARITY, DEFAULT_PRESET, DEFAULT_SIMILARITY, DEFORMABLE_SIMILARITY, METHODS,
+                      NETWORK_CHOICES, SIMILARITY_CHOICES, check_method_name, check_options)
 from .methods import resolve as resolve_choice
 from .metrics import dice_per_label, mean_dice
 from .numerics import flush_denormals
 from .optimisation import (INSTANCE_OPT_SETTINGS, VSVF_OPT_SETTINGS, AffineParameters, PriorDeformation,
                            SimilarityMasks, VSVFSettings, field_of_view, optimise_affine, optimise_vsvf)
 from .optimisation.affine_polish import polish_affine
+from .optimisation.contrast_check import SAME_CONTRAST_MIN, contrast_agreement
 from .optimisation.deformation_check import DeformationJudge
 from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
 from .progress import StagedProgress
@@ -208,7 +209,7 @@ def register(
     fixed_mask: Optional[ImageLike] = None,
     moving_mask: Optional[ImageLike] = None,
     initial_transform: Optional[TransformLike] = None,
-    similarity: str = "lncc",
+    similarity: str = DEFAULT_SIMILARITY,
     affine_iterations: Optional[int] = None,
     vsvf_iterations: Optional[int] = None,
 ) -> RegistrationResult:
@@ -241,8 +242,11 @@ def register(
     start of the affine stage. ``similarity``: the affine stage's ("lncc", mk-LNCC, or "mi", normalised mutual
     information for images of different contrasts, e.g. T1 against T2; the network methods then run the affine
     optimisation in place of their networks, unless one of ``avsm.methods.NETWORK_CHOICES`` is given); the
-    deformable stages use squared local correlation, which a local inversion of contrast does not change, or with
-    "mi" normalised gradient fields (``avsm.methods.DEFORMABLE_SIMILARITY``). The affine stage compares the images only
+    deformable stages use squared local correlation, or with "mi" normalised gradient fields
+    (``avsm.methods.DEFORMABLE_SIMILARITY``). "auto" (the default) goes on with "lncc" once the images are roughly
+    aligned (by the networks, or by the mk-LNCC affine) when their local correlation agrees in sign as two scans of
+    one contrast do, and otherwise starts again with "mi" (``avsm.optimisation.contrast_check``; the report's
+    ``contrast_agreement`` and ``affine_similarity`` say what it found and used). The affine stage compares the images only
     where both were acquired (their fields of view). Each deformation (the network's, instance optimisation's,
     vsvf-opt's) is kept only when mutual information at full resolution finds the images closer with it than with
     what came before (``avsm.optimisation.deformation_check``; the report says which were kept).
@@ -261,16 +265,13 @@ def register(
     report_progress("read", 0.0, "reading and checking inputs")
     inputs = _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_mask, initial_transform,
                           request.spacing, request.device,
-                          samples=request.method != "affine" or request.similarity == "mi",
+                          samples=request.method != "affine" or request.similarity != "lncc",
                           affine_spacing=_affine_spacing(request, working_spacing),
                           spacing_given=working_spacing is not None)
     timings["read_and_preprocess"] = time.perf_counter() - tick
     report_progress("read", 1.0, "inputs ready")
     with flush_denormals():
-        if request.model_entry is not None:
-            alignment = _run_network(request, inputs, report_progress, timings)
-        else:
-            alignment = _run_optimisation(request, inputs, report_progress, timings)
+        alignment = _align(request, inputs, report_progress, timings)
     tick = time.perf_counter()
     report_progress("outputs", 0.0, "warping the moving image on the fixed grid")
     outputs = _outputs_on_fixed_grid(inputs.fixed_image, inputs.moving_image, alignment.affine, alignment.pullback_map,
@@ -295,7 +296,9 @@ def _affine_spacing(request: "_Request", working_spacing: Optional[float]) -> Op
     """The affine optimisation's own working grid (the affine method's) when the method runs it before a deformable
     stage on a grid of its own (vsvf-opt; a network method in place of its networks) and no working spacing was
     asked for; None: the working grid."""
-    runs_affine = request.method == "vsvf-opt" or request.without_networks
+    runs_affine = (request.method == "vsvf-opt" or request.without_networks
+                   or (request.model_entry is not None and request.similarity == AUTO_SIMILARITY
+                       and not request.networks_chosen))  # auto: in case it turns to "mi"
     return METHODS["affine"].working_spacing_mm if runs_affine and working_spacing is None else None
 
 
@@ -311,10 +314,11 @@ class _Request:
     network: Optional[LoadedNetwork]
     device: torch.device
     spacing: float
-    similarity: str
+    similarity: str  # as asked: one of avsm.methods.SIMILARITY_CHOICES ("auto" until the contrast check decides)
     # a network method runs the affine optimisation in place of its networks: with mutual information (a change of
     # contrast), unless the caller chose the model or the networks' settings (avsm.methods.NETWORK_CHOICES)
     without_networks: bool
+    networks_chosen: bool  # one of avsm.methods.NETWORK_CHOICES was given
     network_affine_steps: Optional[int] = None
     network_vsvf_steps: Optional[int] = None
     affine_refine: Optional[int] = None
@@ -333,17 +337,17 @@ def _check_request(method, preset, device, working_spacing, similarity, options:
     model_entry = check_method(method, values.pop("model", None))
     if working_spacing is not None and not working_spacing > 0:
         raise AVSMError(f"working spacing must be positive (got {working_spacing})")
-    if similarity not in SIMILARITIES:
-        raise AVSMError(f"unknown similarity '{similarity}'; choose one of {', '.join(SIMILARITIES)}")
+    if similarity not in SIMILARITY_CHOICES:
+        raise AVSMError(f"unknown similarity '{similarity}'; choose one of {', '.join(SIMILARITY_CHOICES)}")
     torch_device = resolve_device(device)
     # across a change of contrast (mi) a network method runs the affine optimisation in place of its networks, unless
     # a network option asks for them: then their weights are not even loaded
-    without_networks = (model_entry is not None and similarity == "mi"
-                        and all(options.get(name) is None for name in NETWORK_CHOICES))
+    networks_chosen = any(options.get(name) is not None for name in NETWORK_CHOICES)
+    without_networks = model_entry is not None and similarity == "mi" and not networks_chosen
     network = load_network(model_entry) if model_entry is not None and not without_networks else None
     spacing = float(working_spacing or default_working_spacing(method, model_entry))
     return _Request(method, preset_name, model_entry, network, torch_device, spacing, similarity, without_networks,
-                    **values)
+                    networks_chosen, **values)
 
 
 @dataclass
@@ -364,7 +368,22 @@ class _Inputs:
     fixed_centre: np.ndarray  # LPS mm: the centre of the affine's linear part
     initial: AffineParameters  # the affine stage's start
     initial_source: str  # "centre of mass" or "initial transform"
-    affine_stage: Optional["_AffineStage"] = None  # the affine optimisation's working grids when not the ones above
+    normalised: tuple[sitk.Image, sitk.Image]  # (fixed, moving) normalised, on their own grids
+    user_masks: tuple[Optional[sitk.Image], Optional[sitk.Image]]  # (fixed, moving) as read
+    affine_spacing: Optional[float] = None  # the affine optimisation's own working grid when not the one above
+    affine_stage: Optional["_AffineStage"] = None  # its grids, once built (``affine_grids``)
+
+    def affine_grids(self) -> "_Inputs | _AffineStage":
+        """What the affine optimisation works on: the working grids, or those of ``affine_spacing`` (built once)."""
+        if self.affine_spacing is None or self.affine_spacing == self.fixed_grid.spacing[0]:
+            return self
+        if self.affine_stage is None:
+            fixed_w, fixed_grid, moving_w, moving_grid = _working_pair(*self.normalised, self.affine_spacing)
+            device = self.fixed_w.device
+            self.affine_stage = _AffineStage(fixed_w.to(device), fixed_grid, moving_w.to(device), moving_grid,
+                                             _masks_on(self.fixed_image, self.moving_image, *self.user_masks,
+                                                       fixed_grid, moving_grid, device)[1])
+        return self.affine_stage
 
 
 @dataclass
@@ -384,7 +403,7 @@ def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_
     """Read and check every input, normalise, resample onto the working grids and find the affine's start;
     ``samples``: build the inputs' full-resolution sample (``judge``), which scores a deformable stage's results and
     takes a mutual-information affine its last step; ``affine_spacing``: the affine optimisation's own working grid
-    when it is not ``spacing``. Unless ``spacing_given``, neither grid is finer than the finest voxel of the two
+    when it is not ``spacing`` (built when the affine optimisation first asks for it). Unless ``spacing_given``, neither grid is finer than the finest voxel of the two
     images (:func:`_no_finer_than_the_images`)."""
     fixed_image = read_intensity_image(fixed, "fixed")
     moving_image = read_intensity_image(moving, "moving")
@@ -413,16 +432,11 @@ def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_
                         "foreground lands on moving foreground; check that both images show the same anatomy")
     masks, affine_masks = _masks_on(fixed_image, moving_image, fixed_mask_image, moving_mask_image, fixed_grid,
                                     moving_grid, device)
-    affine_stage = None
-    if affine_spacing is not None and affine_spacing != spacing:
-        affine_w = _working_pair(fixed_norm, moving_norm, affine_spacing)
-        affine_stage = _AffineStage(affine_w[0].to(device), affine_w[1], affine_w[2].to(device), affine_w[3],
-                                    _masks_on(fixed_image, moving_image, fixed_mask_image, moving_mask_image,
-                                              affine_w[1], affine_w[3], device)[1])
     return _Inputs(fixed_image, moving_image, fixed_label_image, moving_label_image, fixed_w.to(device), fixed_grid,
                    moving_w.to(device), moving_grid, masks, affine_masks,
                    DeformationJudge.of(fixed_norm, moving_norm, fixed_mask_image, moving_mask_image)
-                   if samples else None, fixed_centre, initial, source, affine_stage)
+                   if samples else None, fixed_centre, initial, source, (fixed_norm, moving_norm),
+                   (fixed_mask_image, moving_mask_image), affine_spacing)
 
 
 def _no_finer_than_the_images(spacing: float, fixed_image: sitk.Image, moving_image: sitk.Image) -> float:
@@ -460,9 +474,45 @@ def _affine_alone(affine: AffineParameters, map_grid: Grid, report: dict) -> _Al
     return _Alignment(affine, identity, identity.clone(), map_grid, report)
 
 
-def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProgress, timings: dict) -> _Alignment:
+def _align(request: _Request, inputs: _Inputs, report_progress: StagedProgress, timings: dict) -> _Alignment:
+    """The method's alignment; ``report["similarity"]`` holds the similarity it used and, with "auto", what the
+    contrast check measured."""
+    run = _run_network if request.model_entry is not None else _run_optimisation
+    if request.similarity != AUTO_SIMILARITY:
+        alignment = run(request, inputs, report_progress, timings)
+        alignment.report["similarity"] = {"used": request.similarity}
+        return alignment
+    checked: dict = {}
+    alignment = run(dataclasses.replace(request, similarity="lncc"), inputs, report_progress, timings,
+                    contrast_check=lambda *args: _same_contrast(checked, timings, *args))
+    if checked["same_contrast"]:
+        alignment.report["similarity"] = dict(checked, used="lncc")
+        return alignment
+    switched = dataclasses.replace(request, similarity="mi",
+                                   without_networks=request.model_entry is not None and not request.networks_chosen)
+    alignment = run(switched, inputs, report_progress, timings)
+    alignment.report["similarity"] = dict(checked, used="mi")
+    return alignment
+
+
+def _same_contrast(checked: dict, timings: dict, grids: "_Inputs | _AffineStage", affine: AffineParameters,
+                   pullback_map: Optional[torch.Tensor] = None, map_grid: Optional[Grid] = None) -> bool:
+    """Whether the images, aligned by ``affine`` (and ``pullback_map``), correlate in sign like two scans of one
+    contrast (``contrast_check``); records what it found in ``checked``."""
+    tick = time.perf_counter()
+    agreement = contrast_agreement(grids.fixed_w, grids.fixed_grid, grids.moving_w, grids.moving_grid, affine,
+                                   pullback_map, map_grid)
+    timings["contrast_check"] = time.perf_counter() - tick
+    checked.update(requested=AUTO_SIMILARITY, contrast_agreement=round(agreement, 4),
+                   same_contrast=agreement >= SAME_CONTRAST_MIN, threshold=SAME_CONTRAST_MIN)
+    return checked["same_contrast"]
+
+
+def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProgress, timings: dict,
+                 contrast_check: Optional[Callable[..., bool]] = None) -> Optional[_Alignment]:
     """The network (affine, refinement, deformable), then ``instance_opt`` iterations for this pair if asked. Across a
-    change of contrast (``request.without_networks``) the affine optimisation replaces the networks."""
+    change of contrast (``request.without_networks``) the affine optimisation replaces the networks. None when
+    ``contrast_check`` (called with the network's result) finds the images of different contrasts."""
     if request.without_networks:
         affine = _optimised_affine(request, inputs, report_progress, timings)
         info = {"networks_used": False, "instance_opt": int(request.instance_opt or 0)}
@@ -475,7 +525,7 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
                              progress=lambda f, m: report_progress("network", f, m),
                              affine_refine=request.affine_refine, centre=inputs.fixed_centre, masks=inputs.affine_masks,
                              similarity=request.similarity, affine_polish=_affine_polish(request, inputs))
-        timings["network"] = time.perf_counter() - tick
+        timings["network"] = timings.get("network", 0.0) + time.perf_counter() - tick
         info = dict(prediction.info, networks_used=True, instance_opt=int(request.instance_opt or 0))
         alignment = _Alignment(prediction.affine, prediction.pullback_map, prediction.pushforward_map,
                                prediction.map_grid, {"network": info})
@@ -484,6 +534,9 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
                     check_loss_network=round(judged[1], 5))
         if judged[1] >= judged[0]:  # the network warped the images apart: keep its affine, with an identity deformation
             alignment = _affine_alone(alignment.affine, alignment.map_grid, alignment.report)
+        if contrast_check is not None and not contrast_check(inputs, alignment.affine, alignment.pullback_map,
+                                                             alignment.map_grid):
+            return None
     if not request.instance_opt:
         return alignment
     tick = time.perf_counter()
@@ -507,8 +560,9 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
 
 
 def _affine_polish(request: _Request, inputs: _Inputs) -> Optional[Callable[[AffineParameters], AffineParameters]]:
-    """With mutual information, the affine's last step at the images' own resolution (``affine_polish``)."""
-    if request.similarity != "mi":
+    """With mutual information, the affine's last step at the images' own resolution (``affine_polish``); none when
+    the affine optimisation is asked for no iterations (the start is kept as it is)."""
+    if request.similarity != "mi" or request.affine_iterations == 0:
         return None
     return lambda affine: polish_affine(inputs.judge, affine, inputs.fixed_centre)
 
@@ -519,7 +573,7 @@ def _optimised_affine(request: _Request, inputs: _Inputs, report_progress: Stage
     ``inputs.affine_stage``'s grids when there are such), polished at full resolution with mutual information."""
     tick = time.perf_counter()
     schedule = {} if request.affine_iterations is None else {"iterations": (request.affine_iterations,) * 3}
-    stage = inputs.affine_stage or inputs
+    stage = inputs.affine_grids()
     affine = optimise_affine(stage.fixed_w, stage.fixed_grid, stage.moving_w, stage.moving_grid, inputs.initial,
                              inputs.fixed_centre, **schedule, masks=stage.affine_masks,
                              similarity=request.similarity,
@@ -527,14 +581,17 @@ def _optimised_affine(request: _Request, inputs: _Inputs, report_progress: Stage
     polish = _affine_polish(request, inputs)
     if polish is not None:
         affine = polish(affine)
-    timings["affine"] = time.perf_counter() - tick
+    timings["affine"] = timings.get("affine", 0.0) + time.perf_counter() - tick  # both, when "auto" runs it twice
     return affine
 
 
-def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: StagedProgress,
-                      timings: dict) -> _Alignment:
-    """Multi-scale affine optimisation, then (vsvf-opt) the vSVF momentum optimised for this pair."""
+def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: StagedProgress, timings: dict,
+                      contrast_check: Optional[Callable[..., bool]] = None) -> Optional[_Alignment]:
+    """Multi-scale affine optimisation, then (vsvf-opt) the vSVF momentum optimised for this pair. None when
+    ``contrast_check`` (called with the affine) finds the images of different contrasts."""
     affine = _optimised_affine(request, inputs, report_progress, timings)
+    if contrast_check is not None and not contrast_check(inputs.affine_grids(), affine):
+        return None
     if request.method != "vsvf-opt":
         return _Alignment(affine)
     tick = time.perf_counter()
@@ -602,7 +659,8 @@ def _report(request: _Request, inputs: _Inputs, alignment: _Alignment, outputs: 
         "det_jacobian_min": float(det.min()), "det_jacobian_max": float(det.max()),
         "affine_matrix": alignment.affine.as_4x4().tolist(),
         "initial_affine": inputs.initial.as_4x4().tolist(), "initial_source": inputs.initial_source,
-        "affine_similarity": request.similarity,
+        "affine_similarity": alignment.report["similarity"]["used"],
+        "similarity": alignment.report["similarity"],
         "masks": [name for name, mask in (("fixed", inputs.masks.fixed), ("moving", inputs.masks.moving))
                   if mask is not None],
         "dice_mean": mean_dice(dice) if dice is not None else None,

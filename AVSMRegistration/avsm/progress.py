@@ -56,8 +56,12 @@ class StagedProgress:
             self.starts[stage] = position / total
             self.spans[stage] = weight / total
             position += weight
+        self.reached = 0.0
 
     def __call__(self, stage: str, fraction: float, message: str) -> None:
+        """Report ``stage`` at ``fraction`` of its slice; the overall figure never goes back (a stage run again, as
+        after a change of contrast is found, holds it where it was)."""
         start = self.starts.get(stage, 0.0)
         span = self.spans.get(stage, 0.0)
-        self.callback(stage, start + span * min(max(fraction, 0.0), 1.0), message)
+        self.reached = max(self.reached, start + span * min(max(fraction, 0.0), 1.0))
+        self.callback(stage, self.reached, message)

@@ -50,7 +50,7 @@ def module(monkeypatch, tmp_path):
 def panel_state(module, nodes, **changes):
     state = dict(fixedVolume=nodes["fixed"], movingVolume=nodes["moving"], movingLabels=None, fixedLabels=None,
                  fixedMask=None, movingMask=None, initialTransform=None,
-                 method=module.MethodChoice["vsvf-opt"], contrast=module.ContrastChoice["lncc"], affineSteps=0,
+                 method=module.MethodChoice["vsvf-opt"], contrast=module.ContrastChoice["auto"], affineSteps=0,
                  vsvfSteps=0, instanceOptIterations=0,
                  affineRefine=-1,
                  device=module.DeviceChoice["cpu"],
@@ -399,7 +399,7 @@ def test_the_self_tests_registration_runs_on_the_bundled_pair(module, scene, mon
 
 def test_the_similarity_is_checked_and_reaches_the_engine_and_its_command_line():
     from avsm.cli import build_parser
-    from avsm.methods import SIMILARITIES
+    from avsm.methods import SIMILARITY_CHOICES
 
     from AVSMRegistrationLib import RegistrationOptions
 
@@ -410,24 +410,28 @@ def test_the_similarity_is_checked_and_reaches_the_engine_and_its_command_line()
     assert options.command_line()[-2:] == ["--similarity", "mi"]
     parsed = build_parser().parse_args(["register", "fixed.nii.gz", "moving.nii.gz", "-o", "out", *options.command_line()])
     assert (parsed.method, parsed.similarity) == ("affine", "mi")
-    for name in SIMILARITIES:
+    for name in SIMILARITY_CHOICES:
         assert RegistrationOptions(similarity=name).validated().similarity == name
     with pytest.raises(RegistrationInputError) as refused:
         RegistrationOptions(method="affine", similarity="ncc").validated()
-    assert str(refused.value) == f"Unknown similarity 'ncc'; choose one of: {', '.join(SIMILARITIES)}."
+    assert str(refused.value) == "Unknown similarity 'ncc'; choose one of: auto, lncc, mi."
     assert "\n" not in str(refused.value)
 
 
-def test_the_contrast_box_defaults_to_same_contrast_and_maps_to_the_similarity(module, nodes):
-    from avsm.methods import SIMILARITIES
+def test_the_contrast_box_defaults_to_detection_and_maps_to_the_similarity(module, nodes):
+    from avsm.methods import DEFAULT_SIMILARITY, SIMILARITY_CHOICES
 
-    assert [c.value for c in module.ContrastChoice] == list(SIMILARITIES)
+    assert [c.value for c in module.ContrastChoice] == list(SIMILARITY_CHOICES)
     assert [module.ContrastChoice.label(c) for c in module.ContrastChoice] == [
-        "Same contrast (local correlation)", "Different contrasts, e.g. T1 and T2 (mutual information)"]
-    assert module.AVSMRegistrationParameterNode.contrast is module.ContrastChoice["lncc"]
+        "Detect from the images", "Same contrast (local correlation)",
+        "Different contrasts, e.g. T1 and T2 (mutual information)"]
+    assert module.AVSMRegistrationParameterNode.contrast is module.ContrastChoice[DEFAULT_SIMILARITY]
+    assert DEFAULT_SIMILARITY == "auto"
     logic = module.AVSMRegistrationLogic()
+    detect = logic._options(panel_state(module, nodes, contrast=module.ContrastChoice["auto"]))
+    assert detect.similarity is None and "similarity" not in detect.engine_kwargs()  # the engine's default
     same = logic._options(panel_state(module, nodes, contrast=module.ContrastChoice["lncc"]))
-    assert same.similarity is None and "similarity" not in same.engine_kwargs()  # the engine's default
+    assert same.engine_kwargs() == {"method": "vsvf-opt", "device": "cpu", "similarity": "lncc"}
     different = logic._options(panel_state(module, nodes, contrast=module.ContrastChoice["mi"]))
     assert different.engine_kwargs() == {"method": "vsvf-opt", "device": "cpu", "similarity": "mi"}
 
@@ -445,6 +449,10 @@ def test_the_summary_says_when_the_affine_stage_used_mutual_information():
     assert summary_text(fast, 1.0, "m", "f") == (
         "Preset 'fast' (AVSM network): 'm' -> 'f' in 1.0 s on cpu; affine by mutual information; the affine "
         "optimisation in place of the networks across contrasts.")
+    fast["similarity"] = {"requested": "auto", "contrast_agreement": 0.41, "same_contrast": False, "used": "mi"}
+    assert summary_text(fast, 1.0, "m", "f") == (
+        "Preset 'fast' (AVSM network): 'm' -> 'f' in 1.0 s on cpu; contrasts differ (sign agreement 0.41): mutual "
+        "information; the affine optimisation in place of the networks across contrasts.")
 
 
 def test_the_console_runs_the_affine_stage_with_mutual_information(module, nodes, scene, tmp_path):
