@@ -246,8 +246,8 @@ def register(
     (``avsm.methods.DEFORMABLE_SIMILARITY``). "auto" (the default) goes on with "lncc" once the images are roughly
     aligned (by the networks, or by the mk-LNCC affine) when their local correlation agrees in sign as two scans of
     one contrast do, and otherwise starts again with "mi" (``avsm.optimisation.contrast_check``; the report's
-    ``contrast_agreement`` and ``affine_similarity`` say what it found and used). The affine stage compares the images only
-    where both were acquired (their fields of view). Each deformation (the network's, instance optimisation's,
+    ``similarity`` entry says what it measured and used). The affine stage compares the images only where both were
+    acquired (their fields of view). Each deformation (the network's, instance optimisation's,
     vsvf-opt's) is kept only when mutual information at full resolution finds the images closer with it than with
     what came before (``avsm.optimisation.deformation_check``; the report says which were kept).
     """
@@ -403,8 +403,8 @@ def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_
     """Read and check every input, normalise, resample onto the working grids and find the affine's start;
     ``samples``: build the inputs' full-resolution sample (``judge``), which scores a deformable stage's results and
     takes a mutual-information affine its last step; ``affine_spacing``: the affine optimisation's own working grid
-    when it is not ``spacing`` (built when the affine optimisation first asks for it). Unless ``spacing_given``, neither grid is finer than the finest voxel of the two
-    images (:func:`_no_finer_than_the_images`)."""
+    when it is not ``spacing`` (built when the affine optimisation first asks for it). Unless ``spacing_given``,
+    neither grid is finer than the finest voxel of the two images (:func:`_no_finer_than_the_images`)."""
     fixed_image = read_intensity_image(fixed, "fixed")
     moving_image = read_intensity_image(moving, "moving")
     moving_label_image = read_label_map(moving_labels, "moving labels", moving_image) if moving_labels is not None else None

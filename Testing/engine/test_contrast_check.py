@@ -104,5 +104,5 @@ def test_auto_turns_to_mutual_information_across_a_change_of_contrast():
     assert fast.report["affine_similarity"] == "mi" and fast.report["network"]["networks_used"] is False
     assert np.array_equal(fast.report["affine_matrix"], named.report["affine_matrix"])
     assert "network" in fast.report["timings"]  # the networks ran once, before the check
-    error = np.asarray(auto.transform.TransformPoint(fixed.TransformContinuousIndexToPhysicalPoint((30, 40, 30))))
-    assert np.linalg.norm(error - truth.TransformPoint(fixed.TransformContinuousIndexToPhysicalPoint((30, 40, 30)))) < 4.0
+    point = fixed.TransformContinuousIndexToPhysicalPoint((30, 40, 30))
+    assert np.linalg.norm(np.subtract(auto.transform.TransformPoint(point), truth.TransformPoint(point))) < 4.0

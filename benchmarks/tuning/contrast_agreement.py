@@ -52,7 +52,8 @@ def cases(cache: Path) -> list[tuple[str, str, str, str]]:
                         str(folder / f"{fixed_key}.nii.gz"), str(folder / f"{moving_key}.nii.gz")))
 
     def open_ms(patient: str, contrast: str) -> str:
-        return str(OPEN_MS / f"patient{patient}" / f"{contrast}_N4_noneck_reduced_winsor_regtoFLAIR_brain_N4_regtoMNI.nii.gz")
+        name = f"{contrast}_N4_noneck_reduced_winsor_regtoFLAIR_brain_N4_regtoMNI.nii.gz"
+        return str(OPEN_MS / f"patient{patient}" / name)
 
     out += [("same", "open_ms T1 07 <- T1 19", open_ms("07", "T1"), open_ms("19", "T1")),
             ("same", "open_ms T1 07 <- T1POST 07", open_ms("07", "T1"), open_ms("07", "T1POST")),
@@ -70,7 +71,8 @@ def cases(cache: Path) -> list[tuple[str, str, str, str]]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| pair | kind | after the networks (`fast`, `default`) | after the mk-LNCC affine (`affine`, `accurate`) |",
+    lines = ["| pair | kind | after the networks (`fast`, `default`) "
+             "| after the mk-LNCC affine (`affine`, `accurate`) |",
              "|---|---|---|---|"]
     by_pair: dict = {}
     for row in rows:
