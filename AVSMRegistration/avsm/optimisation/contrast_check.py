@@ -34,9 +34,9 @@ def correlation_sign_agreement(fixed: torch.Tensor, warped: torch.Tensor, inside
     ``1 x 1 x D x H x W``, intensities normalised to [0, 1]. 1: every window correlates positively; -1: every window
     negatively; 0 when no window qualifies."""
     n = float(size ** 3)
-    sums = [box_sum(t, size) for t in (fixed, warped, fixed * fixed, warped * warped, fixed * warped,
-                                       (fixed > FOREGROUND).to(fixed.dtype), inside.to(fixed.dtype))]
-    s_f, s_w, s_ff, s_ww, s_fw, foreground, acquired = sums
+    channels = torch.cat([fixed, warped, fixed * fixed, warped * warped, fixed * warped,
+                          (fixed > FOREGROUND).to(fixed.dtype), inside.to(fixed.dtype)], dim=1)
+    s_f, s_w, s_ff, s_ww, s_fw, foreground, acquired = box_sum(channels, size).unbind(dim=1)
     covariance = s_fw - s_f * s_w / n
     var_f = s_ff - s_f * s_f / n
     var_w = s_ww - s_w * s_w / n
