@@ -38,6 +38,7 @@ from .metrics import dice_per_label, mean_dice
 from .numerics import flush_denormals
 from .optimisation import (INSTANCE_OPT_SETTINGS, VSVF_OPT_SETTINGS, AffineParameters, PriorDeformation,
                            SimilarityMasks, VSVFSettings, field_of_view, optimise_affine, optimise_vsvf)
+from .optimisation.affine_opt import PITCH_STARTS_DEG, pitched_starts
 from .optimisation.affine_polish import polish_affine
 from .optimisation.contrast_check import SAME_CONTRAST_MIN, contrast_agreement
 from .optimisation.deformation_check import DeformationJudge
@@ -47,6 +48,8 @@ from .progress import StagedProgress
 MIN_OVERLAP_FRACTION = 0.05
 # Output grids above this many voxels are processed in slabs to bound peak memory.
 SLAB_VOXELS = 4_000_000
+# report["initial_source"] when the affine starts from the images' centres of mass (no initial transform given)
+CENTRE_OF_MASS = "centre of mass"
 
 
 @dataclass
@@ -367,7 +370,7 @@ class _Inputs:
     judge: Optional[DeformationJudge]  # scores deformations at full resolution (None: the method has none)
     fixed_centre: np.ndarray  # LPS mm: the centre of the affine's linear part
     initial: AffineParameters  # the affine stage's start
-    initial_source: str  # "centre of mass" or "initial transform"
+    initial_source: str  # CENTRE_OF_MASS or "initial transform"
     normalised: tuple[sitk.Image, sitk.Image]  # (fixed, moving) normalised, on their own grids
     user_masks: tuple[Optional[sitk.Image], Optional[sitk.Image]]  # (fixed, moving) as read
     affine_spacing: Optional[float] = None  # the affine optimisation's own working grid when not the one above
@@ -424,7 +427,7 @@ def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_
     fixed_w, fixed_grid, moving_w, moving_grid = _working_pair(fixed_norm, moving_norm, spacing)
     fixed_centre = centre_of_mass(fixed_norm)
     initial = given or AffineParameters.translation_only(centre_of_mass(moving_norm) - fixed_centre)
-    source = "initial transform" if given else "centre of mass"
+    source = "initial transform" if given else CENTRE_OF_MASS
     overlap = foreground_overlap(fixed_w, fixed_grid, moving_w, moving_grid, initial)
     if overlap < MIN_OVERLAP_FRACTION:
         start = "the initial transform" if given else "centre-of-mass alignment"
@@ -574,9 +577,12 @@ def _optimised_affine(request: _Request, inputs: _Inputs, report_progress: Stage
     tick = time.perf_counter()
     schedule = {} if request.affine_iterations is None else {"iterations": (request.affine_iterations,) * 3}
     stage = inputs.affine_grids()
+    # mutual information has local minima in how far a head is nodded: from the centre of mass, try pitched starts too
+    starts = (pitched_starts(inputs.initial, inputs.fixed_centre, PITCH_STARTS_DEG)
+              if request.similarity == "mi" and inputs.initial_source == CENTRE_OF_MASS else [])
     affine = optimise_affine(stage.fixed_w, stage.fixed_grid, stage.moving_w, stage.moving_grid, inputs.initial,
                              inputs.fixed_centre, **schedule, masks=stage.affine_masks,
-                             similarity=request.similarity,
+                             similarity=request.similarity, starts=starts,
                              progress=lambda f, m: report_progress("affine", f, m))
     polish = _affine_polish(request, inputs)
     if polish is not None:

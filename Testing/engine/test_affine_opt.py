@@ -124,3 +124,51 @@ def test_a_level_goes_on_while_its_loss_falls_and_stops_on_a_plateau():
     assert near[-1] < far[-1] and near[-1] < 1.0  # started at the answer it stopped before the longest
     for found in (found_far, found_near):
         assert np.abs(found - SHIFTS[0].numpy()).max() < 1.5
+
+
+def test_pitched_starts_rotate_the_fixed_points_about_the_centre_before_the_start():
+    from avsm.optimisation.affine_opt import AffineParameters, pitched_starts
+
+    start = AffineParameters(np.diag([1.1, 0.9, 1.0]), np.array([3.0, -2.0, 5.0]))
+    centre = np.array([10.0, 20.0, -5.0])
+    unturned, turned = pitched_starts(start, centre, [0.0, 90.0])
+    assert np.allclose(unturned.as_4x4(), start.as_4x4())
+    # 90 degrees about the left-right (x) axis through the centre: y -> z, z -> -y relative to it, then the start
+    x = np.array([12.0, 21.0, -3.0])
+    turned_x = centre + np.array([2.0, -2.0, 1.0])
+    assert np.allclose(turned.matrix @ x + turned.translation, start.matrix @ turned_x + start.translation)
+    assert np.allclose(turned.matrix @ centre + turned.translation, start.matrix @ centre + start.translation)
+
+
+def test_a_pitched_start_finds_a_rotation_the_centre_of_mass_start_misses():
+    """The sample T1 against a T2-like copy nodded by 60 degrees: from the centre of mass mutual information ends
+    far away; with starts at +-60 degrees of pitch the finer levels go on from the one whose coarse loss is lowest,
+    whether that is a start or the first guess."""
+    from avsm import pipeline
+    from avsm.geometry import physical_points
+    from avsm.optimisation import AffineParameters, optimise_affine
+    from avsm.optimisation.affine_opt import pitched_starts
+    from avsm.preprocess import centre_of_mass, normalise_intensity
+
+    from engine_fixtures import inverted_contrast_pair
+
+    fixed, moving, truth = inverted_contrast_pair(angles=(1.05, 0.05, -0.05))
+    fixed_n, moving_n = normalise_intensity(fixed), normalise_intensity(moving)
+    fixed_w, fixed_grid, moving_w, moving_grid = pipeline._working_pair(fixed_n, moving_n, 4.0)
+    centre = centre_of_mass(fixed_n)
+    start = AffineParameters.translation_only(centre_of_mass(moving_n) - centre)
+    points = physical_points(fixed_grid).reshape(3, -1).T.numpy()[::20]
+    expected = np.array([truth.TransformPoint(tuple(float(v) for v in p)) for p in points])
+
+    def error(found: AffineParameters) -> float:
+        return float(np.linalg.norm(points @ found.matrix.T + found.translation - expected, axis=1).mean())
+
+    options = dict(similarity="mi", iterations=(60, 40, 20))
+    alone = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, start, centre, **options)
+    searched = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, start, centre, **options,
+                               starts=pitched_starts(start, centre, [-60.0, 60.0]))
+    near = pitched_starts(start, centre, [60.0])[0]  # the right start first, the wrong ones as alternatives
+    kept = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, near, centre, **options,
+                           starts=[start, pitched_starts(start, centre, [-60.0])[0]])
+    assert error(searched) < 3.0 < 15.0 < error(alone)
+    assert error(kept) < 3.0

@@ -253,3 +253,23 @@ def test_a_refinement_step_is_composed_after_the_first():
     assert steps[1]["final_similarity_loss"] < steps[0]["final_similarity_loss"]
     assert two.report["vsvf"]["final_similarity_loss"] == steps[1]["final_similarity_loss"]
     assert two.report["fold_count"] == 0
+
+
+@pytest.mark.parametrize("similarity, given_start, tried", [("mi", False, True), ("lncc", False, False),
+                                                             ("mi", True, False)])
+def test_mutual_information_tries_pitched_starts_from_the_centre_of_mass_only(similarity, given_start, tried):
+    """The affine method tries the pitched starts beside the centre of mass with mutual information; not with local
+    correlation, and not from an initial transform the user gave (progress names the start being tried)."""
+    from avsm.pipeline import PITCH_STARTS_DEG
+
+    messages = []
+    options = dict(FAST_AFFINE, similarity=similarity,
+                   progress=lambda stage, fraction, message: messages.append(message) if stage == "affine" else None)
+    if given_start:
+        options["initial_transform"] = sitk.AffineTransform(3)
+    result = avsm.register(SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz", method="affine",
+                           **options)
+    last = f"start {len(PITCH_STARTS_DEG) + 1}/{len(PITCH_STARTS_DEG) + 1}"
+    assert any(last in message for message in messages) == tried
+    assert any("start" in message for message in messages) == tried
+    assert result.report["initial_source"] == ("initial transform" if given_start else "centre of mass")

@@ -20,6 +20,15 @@ from .masks import SimilarityMasks
 from .pyramid import downsample
 
 
+# With alternative starts, each runs this many steps of the coarsest level (a third of the affine method's 150) and
+# only the one whose loss is then lowest goes on.
+START_TRIAL_STEPS = 50
+# The pitches (degrees about the left-right axis) that the mutual-information affine tries beside the centre-of-mass
+# start: on whole heads its loss has local minima in how far the head is nodded (a T1 pair at Dice 0.17 from the
+# centre of mass, 0.47 from +15 degrees; benchmarks/tuning/README.md).
+PITCH_STARTS_DEG = (15.0, -15.0, 30.0, -30.0)
+
+
 @dataclass
 class AffineParameters:
     """Physical affine fixed -> moving (LPS mm): y = matrix @ x + translation."""
@@ -62,6 +71,7 @@ def optimise_affine(
     longest: Optional[Sequence[int]] = None,
     plateau: float = 0.01,
     patience: int = 10,
+    starts: Sequence[AffineParameters] = (),
 ) -> AffineParameters:
     """Adam on (L, t) over an image pyramid, minimising the similarity of moving(A x + b) and fixed.
 
@@ -69,15 +79,24 @@ def optimise_affine(
     similarity to where they are 1; ``similarity``: "lncc" (mk-LNCC) or "mi" (normalised mutual information,
     for a change of contrast). Each level runs ``iterations`` steps; with ``longest``, a level then goes on, up to
     ``longest`` steps, while its mean loss over the last ``patience`` steps is still ``plateau`` (relative) below
-    the mean over the ``patience`` steps before.
+    the mean over the ``patience`` steps before. With ``starts``, the first ``START_TRIAL_STEPS`` steps of the coarsest
+    level also run from each of them, and the rest goes on from whichever start then has the lowest loss.
     """
     device = fixed.device
     extent = float(np.mean([(n - 1) * s for n, s in zip(fixed_grid.size_xyz, fixed_grid.spacing)]))
-    unknowns = CentredAffine(init, centre, extent, device)
+    candidates = [CentredAffine(start, centre, extent, device) for start in (init, *starts)]
     loss_function = affine_similarity(similarity)
     longest = iterations if longest is None else [max(a, b) for a, b in zip(iterations, longest)]
-    total = float(sum(longest))
-    done = 0
+    trial_steps = min(START_TRIAL_STEPS, iterations[0])
+    total = float(sum(longest) + trial_steps * len(starts))
+    done = [0]
+
+    def report(scale: float, steps: int, step: int, loss: torch.Tensor, start: str = "") -> None:
+        done[0] += 1
+        if progress is not None and (step % 5 == 0 or step == steps - 1):
+            count = f"{step + 1}/{steps}" if step < steps else f"{step + 1} (going on while the loss falls)"
+            progress(done[0] / total, f"scale {scale:g}, {start}step {count}, loss {loss.item():.4f}")
+
     for scale, steps, most in zip(scales, iterations, longest):
         fixed_s, fixed_grid_s = downsample(fixed, fixed_grid, scale)
         moving_s, moving_grid_s = downsample(moving, moving_grid, scale)
@@ -88,29 +107,69 @@ def optimise_affine(
         loss_against_fixed = loss_function.against(fixed_s)
         to_coordinates = torch.as_tensor(physical_to_normalised_matrix(moving_grid_s), dtype=torch.float32,
                                          device=device)
-        # finer scales refine: halve the step with every doubling of resolution (avoids oscillation at 1.0)
-        optimiser = LightAdam(unknowns.parameters(), lr=learning_rate * scales[0] / scale)
-        losses: list[float] = []
-        for step in range(most):
-            if step >= steps and not _still_falling(losses, plateau, patience):
-                break
-            optimiser.zero_grad()
+
+        def level_loss(unknowns: CentredAffine) -> torch.Tensor:
             matrix, translation = unknowns()
             # the moving grid's grid_sample coordinates of each fixed point: one 3 x 3 product per voxel
             coordinates = apply_affine(to_coordinates[:3, :3] @ matrix,
                                        to_coordinates[:3, :3] @ translation + to_coordinates[:3, 3],
                                        points).permute(0, 2, 3, 4, 1)
-            loss = loss_against_fixed(warp_image_at(moving_s, moving_grid_s, coordinates),
+            return loss_against_fixed(warp_image_at(moving_s, moving_grid_s, coordinates),
                                       masks_s.weight(moving_grid_s, coordinates, differentiable=True))
+
+        # finer scales refine: halve the step with every doubling of resolution (avoids oscillation at 1.0)
+        if len(candidates) > 1:  # every start a trial of the level's first steps; the best goes on
+            trials = [_Descent(unknowns, learning_rate * scales[0] / scale) for unknowns in candidates]
+            for index, trial in enumerate(trials):
+                trial.run(level_loss, min(trial_steps, steps), steps, most, plateau, patience,
+                          lambda step, loss: report(scale, steps, step, loss, f"start {index + 1}/{len(trials)}, "))
+            with torch.no_grad():
+                ended = [float(level_loss(trial.unknowns)) for trial in trials]
+            descent = trials[int(np.argmin(ended))]
+            candidates = [descent.unknowns]
+        else:
+            descent = _Descent(candidates[0], learning_rate * scales[0] / scale)
+        descent.run(level_loss, most, steps, most, plateau, patience,
+                    lambda step, loss: report(scale, steps, step, loss))
+    return candidates[0].result()
+
+
+class _Descent:
+    """Adam on one :class:`CentredAffine` at one level, run in stretches: ``run`` goes on from where it stopped."""
+
+    def __init__(self, unknowns: "CentredAffine", learning_rate: float):
+        self.unknowns = unknowns
+        self.optimiser = LightAdam(unknowns.parameters(), lr=learning_rate)
+        self.step = 0
+        self.losses: list[float] = []
+
+    def run(self, level_loss: Callable[["CentredAffine"], torch.Tensor], until: int, steps: int, most: int,
+            plateau: float, patience: int, report: Callable[[int, torch.Tensor], None]) -> None:
+        """Steps up to ``until``: ``steps`` of them at least, then while the loss still falls, ``most`` at most."""
+        while self.step < min(until, most):
+            if self.step >= steps and not _still_falling(self.losses, plateau, patience):
+                return
+            self.optimiser.zero_grad()
+            loss = level_loss(self.unknowns)
             loss.backward()
-            optimiser.step()
-            done += 1
+            self.optimiser.step()
             if most > steps:
-                losses.append(loss.item())
-            if progress is not None and (step % 5 == 0 or step == steps - 1):
-                count = f"{step + 1}/{steps}" if step < steps else f"{step + 1} (going on while the loss falls)"
-                progress(done / total, f"scale {scale:g}, step {count}, loss {loss.item():.4f}")
-    return unknowns.result()
+                self.losses.append(loss.item())
+            report(self.step, loss)
+            self.step += 1
+
+
+def pitched_starts(init: AffineParameters, centre: Sequence[float],
+                   degrees: Sequence[float]) -> list[AffineParameters]:
+    """``init`` after a rotation of the fixed points about the left-right axis through ``centre`` (LPS mm) by each of
+    ``degrees``: y = A (R (x - c) + c) + b. Heads differ most in how far they are nodded forwards (pitch)."""
+    c = np.asarray(centre, dtype=np.float64)
+    starts = []
+    for angle in np.radians(np.asarray(degrees, dtype=np.float64)):
+        cos, sin = np.cos(angle), np.sin(angle)
+        rotation = np.array([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
+        starts.append(AffineParameters(init.matrix @ rotation, init.matrix @ (c - rotation @ c) + init.translation))
+    return starts
 
 
 class CentredAffine:
