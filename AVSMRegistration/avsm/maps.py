@@ -266,6 +266,15 @@ def apply_affine(matrix: torch.Tensor, translation: torch.Tensor, points: torch.
     return out.reshape(points.shape)
 
 
+def affine_after_map(matrix: torch.Tensor, translation: torch.Tensor, points: torch.Tensor,
+                     pullback_map: torch.Tensor | None = None, map_grid: Grid | None = None) -> torch.Tensor:
+    """Where the full map ``A psi^{-1}(x) + b`` sends ``points`` (``1 x 3 x ...`` LPS mm): ``pullback_map`` psi^{-1}
+    (``1 x 3 x d x h x w`` LPS points on ``map_grid``, border-extended; None: the identity), then the affine."""
+    if pullback_map is not None:
+        points = sample(pullback_map.to(points.device, points.dtype), map_grid, points, padding_mode="border")
+    return apply_affine(matrix, translation, points)
+
+
 def affine_map(matrix: torch.Tensor, translation: torch.Tensor, grid: Grid) -> torch.Tensor:
     """The affine map ``x -> A x + b`` evaluated on ``grid`` (``B x 3 x D x H x W``)."""
     points = physical_points(grid, device=matrix.device, dtype=matrix.dtype)

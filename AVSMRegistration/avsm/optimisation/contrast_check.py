@@ -19,7 +19,7 @@ import torch
 
 from ..geometry import Grid, physical_points, physical_to_normalised
 from ..losses import box_sum
-from ..maps import apply_affine, inside_box, sample, warp_image_at
+from ..maps import affine_after_map, inside_box, warp_image_at
 from .affine_opt import AffineParameters
 
 WINDOW_MM = 15.0
@@ -54,11 +54,9 @@ def contrast_agreement(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tens
     ``pullback_map``, psi^{-1} as ``1 x 3 x d x h x w`` LPS points on ``map_grid``, when given), on the fixed working
     grid. Images ``1 x 1 x D x H x W`` normalised to [0, 1] on their working grids."""
     with torch.no_grad():
-        points = physical_points(fixed_grid, fixed.device)
-        if pullback_map is not None:
-            points = sample(pullback_map.to(fixed.device, torch.float32), map_grid, points, padding_mode="border")
         matrix, translation = affine.tensors(fixed.device)
-        coordinates = physical_to_normalised(apply_affine(matrix, translation, points), moving_grid)
+        points = affine_after_map(matrix, translation, physical_points(fixed_grid, fixed.device), pullback_map, map_grid)
+        coordinates = physical_to_normalised(points, moving_grid)
         warped = warp_image_at(moving, moving_grid, coordinates)
         inside = inside_box(coordinates, moving_grid)
         size = max(3, int(round(WINDOW_MM / float(min(fixed_grid.spacing)))))

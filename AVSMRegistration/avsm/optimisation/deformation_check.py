@@ -18,7 +18,7 @@ import torch
 
 from ..geometry import Grid, image_to_tensor, physical_to_normalised
 from ..losses import MutualInformation
-from ..maps import apply_affine, inside_box, sample, warp_image_at
+from ..maps import affine_after_map, inside_box, warp_image_at
 from .affine_opt import AffineParameters
 
 SAMPLES = 50_000
@@ -63,9 +63,8 @@ class DeformationJudge:
         scores = []
         with torch.no_grad():
             for pullback in pullback_maps:
-                inner = self.points if pullback is None else sample(pullback.float(), map_grid, self.points,
-                                                                     padding_mode="border")
-                scores.append(float(loss(*self.warped_at(apply_affine(matrix, translation, inner)))))
+                scores.append(float(loss(*self.warped_at(affine_after_map(matrix, translation, self.points, pullback,
+                                                                          map_grid)))))
         return scores
 
     def warped_at(self, moving_points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
