@@ -71,27 +71,38 @@ def test_refinement_schedule_refuses_a_negative_count():
         refinement_schedule(-1)
 
 
-def test_mutual_information_recovers_a_known_affine_across_an_inverted_contrast():
-    """The sample T1 against a copy whose brain contrast is inverted (T2-like) and that is rotated and shifted:
-    mk-LNCC misses the transform, normalised mutual information finds it."""
+def _inverted_pair_at_4mm(**pair_options):
+    """``inverted_contrast_pair`` on 4 mm working grids: ((fixed_w, fixed_grid, moving_w, moving_grid), the
+    centre-of-mass start, the fixed centre of mass, and the mean error in mm of a found affine against the truth)."""
     from avsm import pipeline
     from avsm.geometry import physical_points
-    from avsm.optimisation import AffineParameters, optimise_affine
+    from avsm.optimisation import AffineParameters
     from avsm.preprocess import centre_of_mass, normalise_intensity
 
     from engine_fixtures import inverted_contrast_pair
 
-    fixed, moving, truth = inverted_contrast_pair()
+    fixed, moving, truth = inverted_contrast_pair(**pair_options)
     fixed_n, moving_n = normalise_intensity(fixed), normalise_intensity(moving)
-    fixed_w, fixed_grid, moving_w, moving_grid = pipeline._working_pair(fixed_n, moving_n, 4.0)
-    fixed_centre = centre_of_mass(fixed_n)
-    start = AffineParameters.translation_only(centre_of_mass(moving_n) - fixed_centre)
-    points = physical_points(fixed_grid).reshape(3, -1).T.numpy()[::20]
+    images = pipeline._working_pair(fixed_n, moving_n, 4.0)
+    centre = centre_of_mass(fixed_n)
+    start = AffineParameters.translation_only(centre_of_mass(moving_n) - centre)
+    points = physical_points(images[1]).reshape(3, -1).T.numpy()[::20]
     expected = np.array([truth.TransformPoint(tuple(float(v) for v in p)) for p in points])
-    errors = {}
-    for similarity in ("lncc", "mi"):
-        found = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, start, fixed_centre, similarity=similarity)
-        errors[similarity] = np.linalg.norm(points @ found.matrix.T + found.translation - expected, axis=1).mean()
+
+    def error(found: AffineParameters) -> float:
+        return float(np.linalg.norm(points @ found.matrix.T + found.translation - expected, axis=1).mean())
+
+    return images, start, centre, error
+
+
+def test_mutual_information_recovers_a_known_affine_across_an_inverted_contrast():
+    """The sample T1 against a copy whose brain contrast is inverted (T2-like) and that is rotated and shifted:
+    mk-LNCC misses the transform, normalised mutual information finds it."""
+    from avsm.optimisation import optimise_affine
+
+    images, start, fixed_centre, error = _inverted_pair_at_4mm()
+    errors = {similarity: error(optimise_affine(*images, start, fixed_centre, similarity=similarity))
+              for similarity in ("lncc", "mi")}
     assert errors["mi"] < 2.5 < 10 < errors["lncc"]  # within about half a 4 mm voxel; mk-LNCC is lost
 
 
@@ -144,31 +155,14 @@ def test_a_pitched_start_finds_a_rotation_the_centre_of_mass_start_misses():
     """The sample T1 against a T2-like copy nodded by 60 degrees: from the centre of mass mutual information ends
     far away; with starts at +-60 degrees of pitch the finer levels go on from the one whose coarse loss is lowest,
     whether that is a start or the first guess."""
-    from avsm import pipeline
-    from avsm.geometry import physical_points
-    from avsm.optimisation import AffineParameters, optimise_affine
+    from avsm.optimisation import optimise_affine
     from avsm.optimisation.affine_opt import pitched_starts
-    from avsm.preprocess import centre_of_mass, normalise_intensity
 
-    from engine_fixtures import inverted_contrast_pair
-
-    fixed, moving, truth = inverted_contrast_pair(angles=(1.05, 0.05, -0.05))
-    fixed_n, moving_n = normalise_intensity(fixed), normalise_intensity(moving)
-    fixed_w, fixed_grid, moving_w, moving_grid = pipeline._working_pair(fixed_n, moving_n, 4.0)
-    centre = centre_of_mass(fixed_n)
-    start = AffineParameters.translation_only(centre_of_mass(moving_n) - centre)
-    points = physical_points(fixed_grid).reshape(3, -1).T.numpy()[::20]
-    expected = np.array([truth.TransformPoint(tuple(float(v) for v in p)) for p in points])
-
-    def error(found: AffineParameters) -> float:
-        return float(np.linalg.norm(points @ found.matrix.T + found.translation - expected, axis=1).mean())
-
+    images, start, centre, error = _inverted_pair_at_4mm(angles=(1.05, 0.05, -0.05))
     options = dict(similarity="mi", iterations=(60, 40, 20))
-    alone = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, start, centre, **options)
-    searched = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, start, centre, **options,
-                               starts=pitched_starts(start, centre, [-60.0, 60.0]))
+    alone = optimise_affine(*images, start, centre, **options)
+    searched = optimise_affine(*images, start, centre, **options, starts=pitched_starts(start, centre, [-60.0, 60.0]))
     near = pitched_starts(start, centre, [60.0])[0]  # the right start first, the wrong ones as alternatives
-    kept = optimise_affine(fixed_w, fixed_grid, moving_w, moving_grid, near, centre, **options,
-                           starts=[start, pitched_starts(start, centre, [-60.0])[0]])
+    kept = optimise_affine(*images, near, centre, **options, starts=[start, pitched_starts(start, centre, [-60.0])[0]])
     assert error(searched) < 3.0 < 15.0 < error(alone)
     assert error(kept) < 3.0

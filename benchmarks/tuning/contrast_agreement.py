@@ -14,12 +14,12 @@ Each pair runs twice with the default similarity ("auto"): the ``fast`` preset (
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import row_log  # noqa: E402
 import whole_head  # noqa: E402
 from benchmark_data import HELD_OUT, MALF2012, OPEN_MS, SHARED_DATA  # noqa: E402
 
@@ -99,8 +99,8 @@ def main() -> None:
     import avsm
 
     torch.set_num_threads(args.threads)
-    rows_path = Path(args.out).with_name(Path(args.out).stem + "_rows.csv")
-    rows = list(csv.DictReader(open(rows_path))) if rows_path.exists() else []
+    log = row_log.rows_path(args.out)
+    rows = row_log.read_rows(log)
     done = {(r["pair"], r["path"]) for r in rows}
     for kind, name, fixed, moving in cases(Path(args.cache)):
         for path, choice in (("networks", {"preset": "fast"}), ("affine", {"method": "affine"})):
@@ -110,12 +110,7 @@ def main() -> None:
             similarity = result.report["similarity"]
             row = {"kind": kind, "pair": name, "path": path, "contrast_agreement": similarity["contrast_agreement"],
                    "used": similarity["used"], "seconds": round(result.report["timings"]["total"], 1)}
-            new = not rows_path.exists()
-            with open(rows_path, "a", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=KEYS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+            row_log.append_row(log, KEYS, row)
             rows.append(row)
             print(row, flush=True)
     Path(args.out).write_text("# The contrast check's sign agreement\n\n"

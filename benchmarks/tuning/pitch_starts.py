@@ -11,12 +11,12 @@ already there are kept.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import row_log  # noqa: E402
 import whole_head  # noqa: E402
 
 KEYS = ["pair", "starts", "dice", "affine_seconds"]
@@ -79,8 +79,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     pitches = avsm.pipeline.PITCH_STARTS_DEG
-    rows_path = Path(args.out).with_name(Path(args.out).stem + "_rows.csv")
-    rows = list(csv.DictReader(open(rows_path))) if rows_path.exists() else []
+    log = row_log.rows_path(args.out)
+    rows = row_log.read_rows(log)
     done = {(r["pair"], r["starts"]) for r in rows}
     for name, fixed_key, moving_key in cases(Path(args.cache)):
         for starts, degrees in (("none", ()), ("pitched", pitches)):
@@ -94,12 +94,7 @@ def main() -> None:
                                    sitk.GetArrayFromImage(result.fixed_labels))
             row = {"pair": name, "starts": starts, "dice": round(dice, 4),
                    "affine_seconds": round(result.report["timings"]["affine"], 1)}
-            new = not rows_path.exists()
-            with open(rows_path, "a", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=KEYS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+            row_log.append_row(log, KEYS, row)
             rows.append(row)
             print(row, flush=True)
     avsm.pipeline.PITCH_STARTS_DEG = pitches
