@@ -63,7 +63,8 @@ NETWORK_VSVF_STEPS = Option("network_vsvf_steps", int, "vSVF steps of the deform
                             "(default: the model's own; 0: the affine network alone)", minimum=0)
 AFFINE_REFINE = Option("affine_refine", int, "iterations refining the affine network's result for this pair "
                        "before the deformable network, two thirds at the coarsest level, which goes on up to 5 times "
-                       "as long while its loss still falls (0: the network's affine as it is)", default=30, minimum=0)
+                       "as long while its loss still falls; when the network's deformation is not kept, a few more "
+                       "at the affine method's 3 mm grid (0: the network's affine as it is)", default=30, minimum=0)
 INSTANCE_OPT = Option("instance_opt", int, "iterations of one more vSVF step optimised for this pair at the "
                       "network's grid after the network (instance optimisation; 0: none)", default=0, minimum=0)
 AFFINE_ITERATIONS = Option("affine_iterations", int, "Adam iterations of the affine optimisation at each level of "

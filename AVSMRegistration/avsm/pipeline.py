@@ -38,7 +38,7 @@ from .metrics import dice_per_label, mean_dice
 from .numerics import flush_denormals
 from .optimisation import (INSTANCE_OPT_SETTINGS, VSVF_OPT_SETTINGS, AffineParameters, PriorDeformation,
                            SimilarityMasks, VSVFSettings, field_of_view, optimise_affine, optimise_vsvf)
-from .optimisation.affine_opt import PITCH_STARTS_DEG, pitched_starts
+from .optimisation.affine_opt import PITCH_STARTS_DEG, finish_affine, pitched_starts
 from .optimisation.affine_polish import polish_affine
 from .optimisation.contrast_check import SAME_CONTRAST_MIN, contrast_agreement
 from .optimisation.deformation_check import DeformationJudge
@@ -296,12 +296,10 @@ def register(
 
 
 def _affine_spacing(request: "_Request", working_spacing: Optional[float]) -> Optional[float]:
-    """The affine optimisation's own working grid (the affine method's) when the method runs it before a deformable
-    stage on a grid of its own (vsvf-opt; a network method in place of its networks) and no working spacing was
-    asked for; None: the working grid."""
-    runs_affine = (request.method == "vsvf-opt" or request.without_networks
-                   or (request.model_entry is not None and request.similarity == AUTO_SIMILARITY
-                       and not request.networks_chosen))  # auto: in case it turns to "mi"
+    """The affine optimisation's own working grid (the affine method's) when the method may run it beside a
+    deformable stage on a grid of its own (vsvf-opt; a network method in place of its networks, or to finish the
+    networks' affine) and no working spacing was asked for; None: the working grid."""
+    runs_affine = request.method == "vsvf-opt" or request.model_entry is not None  # built only when used
     return METHODS["affine"].working_spacing_mm if runs_affine and working_spacing is None else None
 
 
@@ -540,6 +538,16 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
         if contrast_check is not None and not contrast_check(inputs, alignment.affine, alignment.pullback_map,
                                                              alignment.map_grid):
             return None
+        if judged[1] >= judged[0] and request.similarity == "lncc" and request.affine_refine:
+            # outside the networks' domain the affine is the result: finish it where the affine method ends
+            tick = time.perf_counter()
+            report_progress("network", 1.0, "the networks' deformation was not kept: finishing their affine")
+            stage = inputs.affine_grids()
+            finished = finish_affine(stage.fixed_w, stage.fixed_grid, stage.moving_w, stage.moving_grid,
+                                     alignment.affine, inputs.fixed_centre, stage.affine_masks)
+            timings["affine_finish"] = time.perf_counter() - tick
+            info["affine_finished"] = True
+            alignment = _affine_alone(finished, alignment.map_grid, alignment.report)
     if not request.instance_opt:
         return alignment
     tick = time.perf_counter()

@@ -20,6 +20,11 @@ from .masks import SimilarityMasks
 from .pyramid import downsample
 
 
+# The affine optimisation's pyramid (fractions of its working grid), Adam steps per level and step size at the coarsest
+# (each finer level halves it).
+AFFINE_SCALES = (0.25, 0.5, 1.0)
+AFFINE_ITERATIONS = (150, 80, 30)
+AFFINE_LEARNING_RATE = 0.01
 # With alternative starts, each runs this many steps of the coarsest level (a third of the affine method's 150) and
 # only the one whose loss is then lowest goes on.
 START_TRIAL_STEPS = 50
@@ -62,9 +67,9 @@ def optimise_affine(
     moving_grid: Grid,
     init: AffineParameters,
     centre: Sequence[float],
-    scales: Sequence[float] = (0.25, 0.5, 1.0),
-    iterations: Sequence[int] = (150, 80, 30),
-    learning_rate: float = 0.01,
+    scales: Sequence[float] = AFFINE_SCALES,
+    iterations: Sequence[int] = AFFINE_ITERATIONS,
+    learning_rate: float = AFFINE_LEARNING_RATE,
     progress: Optional[Callable[[float, str], None]] = None,
     masks: SimilarityMasks = SimilarityMasks(),
     similarity: str = "lncc",
@@ -242,6 +247,12 @@ MI_REFINE_SCALES = (0.25, 0.5, 1.0)
 # benchmarks/tuning/README.md). Mutual information's loss moves in a narrow band (0.85-0.95 on whole heads), so it
 # goes on while it falls by 0.1 %.
 REFINE_COARSE_EXTENSION = 5
+# When the networks' deformation is not kept (a pair outside their domain: a whole head, the ICBM template on an
+# oblique grid), their affine is the result; it takes this many more steps at the affine method's 3 mm grid
+# (whole-head T1 pairs 4-7 and ICBM warps 2-3 of benchmarks/whole_head.py: fast 0.485 -> 0.487 and 0.924 -> 0.951,
+# where the affine method reaches 0.488 and 0.947; 30 steps gave the same for a second more; at the networks' own
+# 2.5 mm grid the whole heads lost 0.9 points; benchmarks/tuning/README.md).
+FINISH_ITERATIONS = 15
 REFINE_PLATEAU = {"lncc": 0.01, "mi": 0.001}
 
 
@@ -273,6 +284,18 @@ def refine_affine(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, m
     longest = (counts[0] * REFINE_COARSE_EXTENSION, *counts[1:])
     return optimise_affine(fixed, fixed_grid, moving, moving_grid, init, centre, scales=scales, iterations=counts,
                            masks=masks, similarity=similarity, longest=longest, plateau=REFINE_PLATEAU[similarity])
+
+
+def finish_affine(fixed: torch.Tensor, fixed_grid: Grid, moving: torch.Tensor, moving_grid: Grid,
+                  init: AffineParameters, centre: Sequence[float], masks: SimilarityMasks = SimilarityMasks(),
+                  similarity: str = "lncc", iterations: int = FINISH_ITERATIONS) -> AffineParameters:
+    """``iterations`` steps of :func:`optimise_affine`'s last level alone, from ``init``: at the working grid
+    (``fixed_grid``, the affine method's 3 mm), at the step size it takes there. For a network's affine, refined only
+    at 1/4 and 1/2 of the network's grid, when the network's deformation is not kept."""
+    return optimise_affine(fixed, fixed_grid, moving, moving_grid, init, centre, scales=AFFINE_SCALES[-1:],
+                           iterations=(iterations,),
+                           learning_rate=AFFINE_LEARNING_RATE * AFFINE_SCALES[0] / AFFINE_SCALES[-1], masks=masks,
+                           similarity=similarity)
 
 
 def refine_affines(fixed: torch.Tensor, moving: torch.Tensor, grid: Grid, matrix: torch.Tensor,
