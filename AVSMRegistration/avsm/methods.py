@@ -151,8 +151,8 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({p.name: p for p in (
     Preset("default", "avsm", f"The AVSM network, then {DEFAULT_INSTANCE_OPT} iterations of instance optimisation for "
            "this pair at the network's grid: SyN-level accuracy in seconds.", {"instance_opt": DEFAULT_INSTANCE_OPT},
            "held-out brain pairs: Dice 0.575 against ANTs SyN's 0.561 (above it on 84 of 90 pairs); 4.3 s against "
-           "SyN's 38 s end to end on a 1 mm pair (2 CPU threads); whole-head pairs: Dice 0.673 against SyN's 0.622 "
-           "(T1), 0.683 against 0.587 (T2-like), no option"),
+           "SyN's 38 s end to end on a 1 mm pair (2 CPU threads); whole-head pairs: Dice 0.674 against SyN's 0.622 "
+           "(T1), 0.684 against 0.587 (T2-like), no option"),
     Preset("accurate", "vsvf-opt", "vSVF optimised for this pair at 1.5 mm from an optimised affine, a coarse step "
            "then a fine one: the most accurate, about a minute.", {},
            "held-out brain pairs: Dice 0.649 against ANTs SyN's 0.561 (above it on 90 of 90 pairs, no folds), "
