@@ -133,6 +133,8 @@ class RegistrationResult:
                                            ("the vSVF deformation", vsvf.get("deformation_kept"))) if kept is False]
         if dropped:
             text += f"; not kept, as they made the images less similar: {', '.join(dropped)}"
+        if network.get("affine_finished"):
+            text += "; the networks' affine finished at the affine method's grid"
         return text
 
 

@@ -93,8 +93,10 @@ def test_when_the_deformation_is_not_kept_the_networks_affine_is_finished_at_the
         return float(np.mean([np.linalg.norm(matrix[:3, :3] @ p + matrix[:3, 3] - np.array(truth.TransformPoint(p)))
                               for p in points]))
 
-    finished = register(fixed, moving, preset="fast", device="cpu", network_affine_steps=0).report
+    result = register(fixed, moving, preset="fast", device="cpu", network_affine_steps=0)
+    finished = result.report
     assert finished["network"]["deformation_kept"] is False and finished["network"]["affine_finished"] is True
     assert "affine_finish" in finished["timings"] and error_mm(finished) < 0.25
+    assert result.summary.endswith("the networks' affine finished at the affine method's grid")
     as_is = register(fixed, moving, preset="fast", device="cpu", network_affine_steps=0, affine_refine=0).report
     assert "affine_finished" not in as_is["network"] and "affine_finish" not in as_is["timings"]
