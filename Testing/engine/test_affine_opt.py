@@ -166,3 +166,13 @@ def test_a_pitched_start_finds_a_rotation_the_centre_of_mass_start_misses():
     kept = optimise_affine(*images, near, centre, **options, starts=[start, pitched_starts(start, centre, [-60.0])[0]])
     assert error(searched) < 3.0 < 15.0 < error(alone)
     assert error(kept) < 3.0
+
+
+def test_with_no_steps_asked_for_the_start_stays_as_given_whatever_the_alternatives():
+    from avsm.optimisation import optimise_affine
+    from avsm.optimisation.affine_opt import pitched_starts
+
+    images, start, centre, _ = _inverted_pair_at_4mm(angles=(1.05, 0.05, -0.05))
+    found = optimise_affine(*images, start, centre, similarity="mi", iterations=(0, 0, 0),
+                            starts=pitched_starts(start, centre, [-60.0, 60.0]))
+    assert np.allclose(found.as_4x4(), start.as_4x4(), atol=1e-5)

@@ -89,10 +89,12 @@ def optimise_affine(
     """
     device = fixed.device
     extent = float(np.mean([(n - 1) * s for n, s in zip(fixed_grid.size_xyz, fixed_grid.spacing)]))
+    trial_steps = min(START_TRIAL_STEPS, iterations[0])
+    if trial_steps == 0:  # no steps asked for: the start stays as given
+        starts = ()
     candidates = [CentredAffine(start, centre, extent, device) for start in (init, *starts)]
     loss_function = affine_similarity(similarity)
     longest = iterations if longest is None else [max(a, b) for a, b in zip(iterations, longest)]
-    trial_steps = min(START_TRIAL_STEPS, iterations[0])
     total = float(sum(longest) + trial_steps * len(starts))
     done = [0]
 
@@ -247,13 +249,13 @@ MI_REFINE_SCALES = (0.25, 0.5, 1.0)
 # benchmarks/tuning/README.md). Mutual information's loss moves in a narrow band (0.85-0.95 on whole heads), so it
 # goes on while it falls by 0.1 %.
 REFINE_COARSE_EXTENSION = 5
+REFINE_PLATEAU = {"lncc": 0.01, "mi": 0.001}
 # When the networks' deformation is not kept (a pair outside their domain: a whole head, the ICBM template on an
 # oblique grid), their affine is the result; it takes this many more steps at the affine method's 3 mm grid
 # (whole-head T1 pairs 4-7 and ICBM warps 2-3 of benchmarks/whole_head.py: fast 0.485 -> 0.487 and 0.924 -> 0.951,
 # where the affine method reaches 0.488 and 0.947; 30 steps gave the same for a second more; at the networks' own
 # 2.5 mm grid the whole heads lost 0.9 points; benchmarks/tuning/README.md).
 FINISH_ITERATIONS = 15
-REFINE_PLATEAU = {"lncc": 0.01, "mi": 0.001}
 
 
 def refinement_schedule(iterations: int, similarity: str = "lncc") -> tuple[tuple[float, ...], tuple[int, ...]]:
