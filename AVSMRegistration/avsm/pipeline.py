@@ -548,7 +548,8 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
             finished = finish_affine(stage.fixed_w, stage.fixed_grid, stage.moving_w, stage.moving_grid,
                                      alignment.affine, inputs.fixed_centre, stage.affine_masks)
             timings["affine_finish"] = time.perf_counter() - tick
-            info["affine_finished"] = True
+            judged = inputs.judge.losses(finished, [None], None)  # what instance optimisation must then improve on
+            info.update(affine_finished=True, check_loss_affine_finished=round(judged[0], 5))
             alignment = _affine_alone(finished, alignment.map_grid, alignment.report)
     if not request.instance_opt:
         return alignment
