@@ -100,3 +100,7 @@ def test_when_the_deformation_is_not_kept_the_networks_affine_is_finished_at_the
     assert result.summary.endswith("the networks' affine finished at the affine method's grid")
     as_is = register(fixed, moving, preset="fast", device="cpu", network_affine_steps=0, affine_refine=0).report
     assert "affine_finished" not in as_is["network"] and "affine_finish" not in as_is["timings"]
+    # instance optimisation then has to improve on the finished affine, not on the affine before the finish
+    network = register(fixed, moving, preset="default", device="cpu", network_affine_steps=0).report["network"]
+    assert network["affine_finished"] is True
+    assert network["instance_opt_kept"] == (network["check_loss_instance_opt"] < network["check_loss_affine_finished"])
