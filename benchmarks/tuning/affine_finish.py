@@ -10,7 +10,6 @@ whole-head T1 pairs 4-7 of ``whole_head.py`` (its tables use pairs 0-3) and the 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -44,22 +43,12 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("out")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--cache", default=str(whole_head.CACHE))
-    args = ap.parse_args()
-    import torch
-
+    args, log, rows, done = row_log.start(str(whole_head.CACHE), ("pair", "variant"))
     import avsm
     import avsm.pipeline
     from avsm.optimisation.affine_opt import finish_affine
 
     bench = whole_head.bench
-    torch.set_num_threads(args.threads)
-    log = row_log.rows_path(args.out)
-    rows = row_log.read_rows(log)
-    done = {(r["pair"], r["variant"]) for r in rows}
     choices = {VARIANTS[0]: ({"preset": "fast"}, lambda *a, **k: a[4]),  # the refined affine as it is
                VARIANTS[1]: ({"preset": "fast"}, lambda *a, **k: finish_affine(*a, **k, iterations=15)),
                VARIANTS[2]: ({"preset": "fast"}, lambda *a, **k: finish_affine(*a, **k, iterations=30)),

@@ -13,7 +13,6 @@ Each pair runs twice with the default similarity ("auto"): the ``fast`` preset (
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -89,19 +88,10 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("out")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--cache", default=str(whole_head.CACHE))
-    args = ap.parse_args()
-    import torch
-
+    args, log, rows, done = row_log.start(str(whole_head.CACHE), ("pair", "path"))
     import avsm
+    import avsm.optimisation.contrast_check
 
-    torch.set_num_threads(args.threads)
-    log = row_log.rows_path(args.out)
-    rows = row_log.read_rows(log)
-    done = {(r["pair"], r["path"]) for r in rows}
     for kind, name, fixed, moving in cases(Path(args.cache)):
         for path, choice in (("networks", {"preset": "fast"}), ("affine", {"method": "affine"})):
             if (name, path) in done:

@@ -10,7 +10,6 @@ already there are kept.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -64,24 +63,14 @@ def table(rows: list[dict], pitches: tuple) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("out")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--cache", default=str(whole_head.CACHE))
-    args = ap.parse_args()
+    args, log, rows, done = row_log.start(str(whole_head.CACHE), ("pair", "starts"))
     import SimpleITK as sitk
-    import torch
 
     import avsm
     import avsm.pipeline
 
     bench = whole_head.bench
-
-    torch.set_num_threads(args.threads)
     pitches = avsm.pipeline.PITCH_STARTS_DEG
-    log = row_log.rows_path(args.out)
-    rows = row_log.read_rows(log)
-    done = {(r["pair"], r["starts"]) for r in rows}
     for name, fixed_key, moving_key in cases(Path(args.cache)):
         for starts, degrees in (("none", ()), ("pitched", pitches)):
             if (name, starts) in done:

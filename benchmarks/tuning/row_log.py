@@ -1,6 +1,7 @@
 """The per-row CSV beside a tuning table: rows written as they come, so that a stopped run goes on where it was."""
 from __future__ import annotations
 
+import argparse
 import csv
 from pathlib import Path
 
@@ -26,3 +27,19 @@ def append_row(path: Path, keys: list[str], row: dict) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def start(cache: str, keys: tuple[str, str]) -> tuple[argparse.Namespace, Path, list[dict], set]:
+    """A tuning script's command line (OUT.md, ``--threads``, default 1, ``--cache``, default ``cache``), its torch
+    threads set, and its row log: (arguments, log path, the rows already there, their ``keys`` values)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cache", default=cache)
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    log = rows_path(args.out)
+    rows = read_rows(log)
+    return args, log, rows, {tuple(row[key] for key in keys) for row in rows}
