@@ -68,9 +68,7 @@ def main() -> None:
                    "deformation_kept": network.get("deformation_kept"),
                    "finish_seconds": round(result.report["timings"].get("affine_finish", 0.0), 1) or "",
                    "seconds": round(result.report["timings"]["total"], 1)}
-            row_log.append_row(log, KEYS, row)
-            rows.append(row)
-            print(row, flush=True)
+            row_log.record(log, KEYS, rows, row)
     avsm.pipeline.finish_affine = finish_affine
     Path(args.out).write_text("# The network methods' affine finish\n\n"
                               f"`python benchmarks/tuning/affine_finish.py {args.out}`\n\n" + table(rows))

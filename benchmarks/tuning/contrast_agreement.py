@@ -100,9 +100,7 @@ def main() -> None:
             similarity = result.report["similarity"]
             row = {"kind": kind, "pair": name, "path": path, "contrast_agreement": similarity["contrast_agreement"],
                    "used": similarity["used"], "seconds": round(result.report["timings"]["total"], 1)}
-            row_log.append_row(log, KEYS, row)
-            rows.append(row)
-            print(row, flush=True)
+            row_log.record(log, KEYS, rows, row)
     Path(args.out).write_text("# The contrast check's sign agreement\n\n"
                               f"`python benchmarks/tuning/contrast_agreement.py {args.out}`; threshold "
                               f"{avsm.optimisation.contrast_check.SAME_CONTRAST_MIN} (at or above: one contrast).\n\n"

@@ -83,9 +83,7 @@ def main() -> None:
                                    sitk.GetArrayFromImage(result.fixed_labels))
             row = {"pair": name, "starts": starts, "dice": round(dice, 4),
                    "affine_seconds": round(result.report["timings"]["affine"], 1)}
-            row_log.append_row(log, KEYS, row)
-            rows.append(row)
-            print(row, flush=True)
+            row_log.record(log, KEYS, rows, row)
     avsm.pipeline.PITCH_STARTS_DEG = pitches
     Path(args.out).write_text("# The mutual-information affine's pitched starts\n\n"
                               f"`python benchmarks/tuning/pitch_starts.py {args.out}`\n\n" + table(rows, pitches))

@@ -19,14 +19,17 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def append_row(path: Path, keys: list[str], row: dict) -> None:
-    """Append ``row`` (its ``keys`` in order), with the header first when the file is new."""
+def record(path: Path, keys: list[str], rows: list[dict], row: dict) -> None:
+    """Append ``row`` (its ``keys`` in order) to the log, with the header first when the file is new, to ``rows``,
+    and print it."""
     new = not path.exists()
     with open(path, "a", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys)
         if new:
             writer.writeheader()
         writer.writerow(row)
+    rows.append(row)
+    print(row, flush=True)
 
 
 def start(cache: str, keys: tuple[str, str]) -> tuple[argparse.Namespace, Path, list[dict], set]:
