@@ -128,7 +128,7 @@ def optimise_affine(
         if len(candidates) > 1:  # every start a trial of the level's first steps; the best goes on
             trials = [_Descent(unknowns, learning_rate * scales[0] / scale) for unknowns in candidates]
             for index, trial in enumerate(trials):
-                trial.run(level_loss, min(trial_steps, steps), steps, most, plateau, patience,
+                trial.run(level_loss, trial_steps, steps, most, plateau, patience,
                           lambda step, loss: report(scale, steps, step, loss, f"start {index + 1}/{len(trials)}, "))
             with torch.no_grad():
                 ended = [float(level_loss(trial.unknowns)) for trial in trials]
