@@ -39,7 +39,7 @@ from .numerics import flush_denormals
 from .optimisation import (INSTANCE_OPT_SETTINGS, VSVF_OPT_SETTINGS, AffineParameters, PriorDeformation,
                            SimilarityMasks, VSVFSettings, field_of_view, optimise_affine, optimise_vsvf)
 from .optimisation.affine_opt import PITCH_STARTS_DEG, finish_affine, pitched_starts
-from .optimisation.affine_polish import polish_affine
+from .optimisation.affine_polish import AGREEMENT_MM, polish_affine, polish_move_mm
 from .optimisation.contrast_check import SAME_CONTRAST_MIN, contrast_agreement
 from .optimisation.deformation_check import DeformationJudge
 from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
@@ -270,7 +270,6 @@ def register(
     report_progress("read", 0.0, "reading and checking inputs")
     inputs = _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_mask, initial_transform,
                           request.spacing, request.device,
-                          samples=request.method != "affine" or request.similarity != "lncc",
                           affine_spacing=_affine_spacing(request, working_spacing),
                           spacing_given=working_spacing is not None)
     timings["read_and_preprocess"] = time.perf_counter() - tick
@@ -367,7 +366,7 @@ class _Inputs:
     moving_grid: Grid
     masks: SimilarityMasks  # the user's masks: where the deformable stages compare the images
     affine_masks: SimilarityMasks  # the user's masks times each image's field of view: the affine stage's
-    judge: Optional[DeformationJudge]  # scores deformations at full resolution (None: the method has none)
+    judge: DeformationJudge  # full-resolution sample: scores deformations, takes the affine its last step
     fixed_centre: np.ndarray  # LPS mm: the centre of the affine's linear part
     initial: AffineParameters  # the affine stage's start
     initial_source: str  # CENTRE_OF_MASS or "initial transform"
@@ -401,11 +400,11 @@ class _AffineStage:
 
 
 def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_mask, initial_transform,
-                 spacing: float, device: torch.device, samples: bool = True,
+                 spacing: float, device: torch.device,
                  affine_spacing: Optional[float] = None, spacing_given: bool = True) -> _Inputs:
-    """Read and check every input, normalise, resample onto the working grids and find the affine's start;
-    ``samples``: build the inputs' full-resolution sample (``judge``), which scores a deformable stage's results and
-    takes a mutual-information affine its last step; ``affine_spacing``: the affine optimisation's own working grid
+    """Read and check every input, normalise, resample onto the working grids, find the affine's start and build
+    the full-resolution sample (``judge``), which scores a deformable stage's results and takes the affine its
+    last step; ``affine_spacing``: the affine optimisation's own working grid
     when it is not ``spacing`` (built when the affine optimisation first asks for it). Unless ``spacing_given``,
     neither grid is finer than the finest voxel of the two images (:func:`_no_finer_than_the_images`)."""
     fixed_image = read_intensity_image(fixed, "fixed")
@@ -437,8 +436,7 @@ def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_
                                     moving_grid, device)
     return _Inputs(fixed_image, moving_image, fixed_label_image, moving_label_image, fixed_w.to(device), fixed_grid,
                    moving_w.to(device), moving_grid, masks, affine_masks,
-                   DeformationJudge.of(fixed_norm, moving_norm, fixed_mask_image, moving_mask_image)
-                   if samples else None, fixed_centre, initial, source, (fixed_norm, moving_norm),
+                   DeformationJudge.of(fixed_norm, moving_norm, fixed_mask_image, moving_mask_image), fixed_centre, initial, source, (fixed_norm, moving_norm),
                    (fixed_mask_image, moving_mask_image), affine_spacing)
 
 
@@ -517,9 +515,10 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
     change of contrast (``request.without_networks``) the affine optimisation replaces the networks. None when
     ``contrast_check`` (called with the network's result) finds the images of different contrasts."""
     if request.without_networks:
-        affine = _optimised_affine(request, inputs, report_progress, timings)
+        affine, polish = _optimised_affine(request, inputs, report_progress, timings)
         info = {"networks_used": False, "instance_opt": int(request.instance_opt or 0)}
-        alignment, judged = _Alignment(affine, report={"network": info}), inputs.judge.losses(affine, [None], None)
+        alignment = _Alignment(affine, report={"network": info, "affine_polish": polish})
+        judged = inputs.judge.losses(affine, [None], None)
     else:
         tick = time.perf_counter()
         prediction = predict(request.method, request.model_entry, inputs.fixed_w, inputs.fixed_grid, inputs.moving_w,
@@ -582,9 +581,10 @@ def _affine_polish(request: _Request, inputs: _Inputs) -> Optional[Callable[[Aff
 
 
 def _optimised_affine(request: _Request, inputs: _Inputs, report_progress: StagedProgress,
-                      timings: dict) -> AffineParameters:
+                      timings: dict) -> tuple[AffineParameters, Optional[dict]]:
     """The affine optimisation from the start (multi-scale, its own schedule or ``affine_iterations`` per level, on
-    ``inputs.affine_stage``'s grids when there are such), polished at full resolution with mutual information."""
+    ``inputs.affine_stage``'s grids when there are such), then its polish at full resolution (:func:`_polished`):
+    the affine and the polish's report entry."""
     tick = time.perf_counter()
     schedule = {} if request.affine_iterations is None else {"iterations": (request.affine_iterations,) * 3}
     stage = inputs.affine_grids()
@@ -595,22 +595,32 @@ def _optimised_affine(request: _Request, inputs: _Inputs, report_progress: Stage
                              inputs.fixed_centre, **schedule, masks=stage.affine_masks,
                              similarity=request.similarity, starts=starts,
                              progress=lambda f, m: report_progress("affine", f, m))
-    polish = _affine_polish(request, inputs)
-    if polish is not None:
-        affine = polish(affine)
+    affine, polish = _polished(request, inputs, affine)
     timings["affine"] = timings.get("affine", 0.0) + time.perf_counter() - tick  # both, when "auto" runs it twice
-    return affine
+    return affine, polish
+
+
+def _polished(request: _Request, inputs: _Inputs, affine: AffineParameters) -> tuple[AffineParameters, Optional[dict]]:
+    """The affine method's last step at the images' own resolution (``affine_polish``) and what it did: kept with
+    mutual information; with local correlation only when it moves the sampled voxels less than ``AGREEMENT_MM``.
+    None when the affine optimisation is asked for no iterations (the start is kept as it is)."""
+    if request.affine_iterations == 0:
+        return affine, None
+    polished = polish_affine(inputs.judge, affine, inputs.fixed_centre)
+    move = polish_move_mm(inputs.judge, affine, polished)
+    kept = request.similarity == "mi" or move < AGREEMENT_MM
+    return (polished if kept else affine), {"kept": kept, "move_mm": round(move, 3)}
 
 
 def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: StagedProgress, timings: dict,
                       contrast_check: Optional[Callable[..., bool]] = None) -> Optional[_Alignment]:
     """Multi-scale affine optimisation, then (vsvf-opt) the vSVF momentum optimised for this pair. None when
     ``contrast_check`` (called with the affine) finds the images of different contrasts."""
-    affine = _optimised_affine(request, inputs, report_progress, timings)
+    affine, polish = _optimised_affine(request, inputs, report_progress, timings)
     if contrast_check is not None and not contrast_check(inputs.affine_grids(), affine):
         return None
     if request.method != "vsvf-opt":
-        return _Alignment(affine)
+        return _Alignment(affine, report={"affine_polish": polish})
     tick = time.perf_counter()
     steps = _vsvf_steps(request.vsvf_settings or VSVF_OPT_SETTINGS)
     if request.vsvf_iterations is not None:
@@ -634,9 +644,9 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
     vsvf.update(deformation_kept=judged[1] < judged[0], check_loss_affine=round(judged[0], 5),
                 check_loss_vsvf=round(judged[1], 5))
     if judged[1] >= judged[0]:  # local correlation led astray (e.g. across a change of contrast): the affine alone
-        return _affine_alone(affine, result.map_grid, {"vsvf": vsvf})
+        return _affine_alone(affine, result.map_grid, {"vsvf": vsvf, "affine_polish": polish})
     return _Alignment(affine, result.pullback_map.cpu(), result.pushforward_map.cpu(), result.map_grid,
-                      {"vsvf": vsvf})
+                      {"vsvf": vsvf, "affine_polish": polish})
 
 
 def _step_progress(report_progress: StagedProgress, index: int, count: int) -> Callable[[float, str], None]:
@@ -683,6 +693,7 @@ def _report(request: _Request, inputs: _Inputs, alignment: _Alignment, outputs: 
         "dice_mean": mean_dice(dice) if dice is not None else None,
         "dice_per_label": {str(k): round(v, 5) for k, v in dice.items()} if dice is not None else None,
         "vsvf": alignment.report.get("vsvf"), "network": alignment.report.get("network"),
+        "affine_polish": alignment.report.get("affine_polish"),
     }
 
 

@@ -5,10 +5,16 @@ where the scans' own voxels put it; with a change of contrast, on real T1/T2/FLA
 against ANTs' 0.3-0.5 (``benchmarks/results/real_pairs.md``). Mutual information needs only a sample of voxels, so
 the step takes the full-resolution sample of the deformation judge (50,000 fixed voxels and the moving image as
 acquired) and costs about a second whatever the scans' size.
+
+With local correlation the working-grid affine is already the better fit between two subjects: mutual information
+over the whole image pulls it towards scalp and skull. There the polish is kept only when it agrees with the
+working-grid affine (:func:`polish_move_mm` below ``AGREEMENT_MM``), as it does when both images show one anatomy.
 """
 from __future__ import annotations
 
 from typing import Sequence
+
+import numpy as np
 
 from ..losses import MutualInformation
 from ..maps import apply_affine
@@ -19,6 +25,11 @@ from .light_adam import LightAdam
 # The first setting tried (not tuned): 30 steps, each at most about 0.1 % of the domain (0.2 mm) or 0.06 degrees.
 POLISH_ITERATIONS = 30
 POLISH_LEARNING_RATE = 0.001
+# Root mean square move (mm) of the sampled fixed voxels below which a polish after local correlation is kept.
+# Chosen on non-benchmark pairs (benchmarks/tuning/polish_agreement.md): the ICBM template against warped copies of
+# itself moved 0.44-0.45 mm and gained 1.2-1.4 Dice points; pairs of two subjects (whole heads, malf2012 training
+# subjects) moved 1.05-2.10 mm and lost up to 4.2 points.
+AGREEMENT_MM = 0.75
 
 
 def polish_affine(samples: DeformationJudge, init: AffineParameters, centre: Sequence[float],
@@ -37,3 +48,10 @@ def polish_affine(samples: DeformationJudge, init: AffineParameters, centre: Seq
         loss(*samples.warped_at(apply_affine(matrix, translation, points))).backward()
         optimiser.step()
     return unknowns.result()
+
+
+def polish_move_mm(samples: DeformationJudge, before: AffineParameters, after: AffineParameters) -> float:
+    """Root mean square distance (mm) between where ``before`` and ``after`` send the sampled fixed voxels."""
+    points = samples.points.reshape(3, -1).double().cpu().numpy()
+    moved = (after.matrix - before.matrix) @ points + (after.translation - before.translation)[:, None]
+    return float(np.sqrt((moved ** 2).sum(axis=0).mean()))
