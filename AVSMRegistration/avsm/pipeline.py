@@ -515,7 +515,8 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
     change of contrast (``request.without_networks``) the affine optimisation replaces the networks. None when
     ``contrast_check`` (called with the network's result) finds the images of different contrasts."""
     if request.without_networks:
-        affine, polish = _optimised_affine(request, inputs, report_progress, timings)
+        affine, polish = _polished(request, inputs, _optimised_affine(request, inputs, report_progress, timings),
+                                   timings)
         info = {"networks_used": False, "instance_opt": int(request.instance_opt or 0)}
         alignment = _Alignment(affine, report={"network": info, "affine_polish": polish})
         judged = inputs.judge.losses(affine, [None], None)
@@ -581,10 +582,9 @@ def _affine_polish(request: _Request, inputs: _Inputs) -> Optional[Callable[[Aff
 
 
 def _optimised_affine(request: _Request, inputs: _Inputs, report_progress: StagedProgress,
-                      timings: dict) -> tuple[AffineParameters, Optional[dict]]:
+                      timings: dict) -> AffineParameters:
     """The affine optimisation from the start (multi-scale, its own schedule or ``affine_iterations`` per level, on
-    ``inputs.affine_stage``'s grids when there are such), then its polish at full resolution (:func:`_polished`):
-    the affine and the polish's report entry."""
+    ``inputs.affine_stage``'s grids when there are such); :func:`_polished` takes it its last step."""
     tick = time.perf_counter()
     schedule = {} if request.affine_iterations is None else {"iterations": (request.affine_iterations,) * 3}
     stage = inputs.affine_grids()
@@ -595,20 +595,22 @@ def _optimised_affine(request: _Request, inputs: _Inputs, report_progress: Stage
                              inputs.fixed_centre, **schedule, masks=stage.affine_masks,
                              similarity=request.similarity, starts=starts,
                              progress=lambda f, m: report_progress("affine", f, m))
-    affine, polish = _polished(request, inputs, affine)
     timings["affine"] = timings.get("affine", 0.0) + time.perf_counter() - tick  # both, when "auto" runs it twice
-    return affine, polish
+    return affine
 
 
-def _polished(request: _Request, inputs: _Inputs, affine: AffineParameters) -> tuple[AffineParameters, Optional[dict]]:
-    """The affine method's last step at the images' own resolution (``affine_polish``) and what it did: kept with
-    mutual information; with local correlation only when it moves the sampled voxels less than ``AGREEMENT_MM``.
-    None when the affine optimisation is asked for no iterations (the start is kept as it is)."""
+def _polished(request: _Request, inputs: _Inputs, affine: AffineParameters,
+              timings: dict) -> tuple[AffineParameters, Optional[dict]]:
+    """The optimised affine's last step at the images' own resolution (``affine_polish``) and what it did: kept
+    with mutual information; with local correlation only when it moves the sampled voxels less than
+    ``AGREEMENT_MM``. None when the affine optimisation is asked for no iterations (the start is kept as it is)."""
     if request.affine_iterations == 0:
         return affine, None
+    tick = time.perf_counter()
     polished = polish_affine(inputs.judge, affine, inputs.fixed_centre)
     move = polish_move_mm(inputs.judge, affine, polished)
     kept = request.similarity == "mi" or move < AGREEMENT_MM
+    timings["affine"] = timings.get("affine", 0.0) + time.perf_counter() - tick
     return (polished if kept else affine), {"kept": kept, "move_mm": round(move, 3)}
 
 
@@ -616,9 +618,10 @@ def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: Stage
                       contrast_check: Optional[Callable[..., bool]] = None) -> Optional[_Alignment]:
     """Multi-scale affine optimisation, then (vsvf-opt) the vSVF momentum optimised for this pair. None when
     ``contrast_check`` (called with the affine) finds the images of different contrasts."""
-    affine, polish = _optimised_affine(request, inputs, report_progress, timings)
+    affine = _optimised_affine(request, inputs, report_progress, timings)
     if contrast_check is not None and not contrast_check(inputs.affine_grids(), affine):
         return None
+    affine, polish = _polished(request, inputs, affine, timings)
     if request.method != "vsvf-opt":
         return _Alignment(affine, report={"affine_polish": polish})
     tick = time.perf_counter()
