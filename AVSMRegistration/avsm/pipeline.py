@@ -548,9 +548,10 @@ def _run_network(request: _Request, inputs: _Inputs, report_progress: StagedProg
             finished = finish_affine(stage.fixed_w, stage.fixed_grid, stage.moving_w, stage.moving_grid,
                                      alignment.affine, inputs.fixed_centre, stage.affine_masks)
             timings["affine_finish"] = time.perf_counter() - tick
+            finished, polish = _polished(request, inputs, finished, timings, stage="affine_finish")
             judged = inputs.judge.losses(finished, [None], None)  # what instance optimisation must then improve on
             info.update(affine_finished=True, check_loss_affine_finished=round(judged[0], 5))
-            alignment = _affine_alone(finished, alignment.map_grid, alignment.report)
+            alignment = _affine_alone(finished, alignment.map_grid, dict(alignment.report, affine_polish=polish))
     if not request.instance_opt:
         return alignment
     tick = time.perf_counter()
@@ -599,18 +600,19 @@ def _optimised_affine(request: _Request, inputs: _Inputs, report_progress: Stage
     return affine
 
 
-def _polished(request: _Request, inputs: _Inputs, affine: AffineParameters,
-              timings: dict) -> tuple[AffineParameters, Optional[dict]]:
-    """The optimised affine's last step at the images' own resolution (``affine_polish``) and what it did: kept
-    with mutual information; with local correlation only when it moves the sampled voxels less than
-    ``AGREEMENT_MM``. None when the affine optimisation is asked for no iterations (the start is kept as it is)."""
+def _polished(request: _Request, inputs: _Inputs, affine: AffineParameters, timings: dict,
+              stage: str = "affine") -> tuple[AffineParameters, Optional[dict]]:
+    """The optimised affine's last step at the images' own resolution (``affine_polish``, its seconds added to
+    ``timings[stage]``) and what it did: kept with mutual information; with local correlation only when it moves
+    the sampled voxels less than ``AGREEMENT_MM``. None when the affine optimisation is asked for no iterations
+    (the start is kept as it is)."""
     if request.affine_iterations == 0:
         return affine, None
     tick = time.perf_counter()
     polished = polish_affine(inputs.judge, affine, inputs.fixed_centre)
     move = polish_move_mm(inputs.judge, affine, polished)
     kept = request.similarity == "mi" or move < AGREEMENT_MM
-    timings["affine"] = timings.get("affine", 0.0) + time.perf_counter() - tick
+    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - tick
     return (polished if kept else affine), {"kept": kept, "move_mm": round(move, 3)}
 
 
