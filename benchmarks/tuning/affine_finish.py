@@ -24,21 +24,13 @@ VARIANTS = ("fast, no finish", "fast, 15 steps", "fast, 30 steps", "affine metho
 
 
 def table(rows: list[dict]) -> str:
-    by_pair: dict = {}
-    for row in rows:
-        by_pair.setdefault(row["pair"], {})[row["variant"]] = row
+    by_pair = row_log.by_pair(rows)
     lines = ["| pair | " + " | ".join(VARIANTS) + " |", "|---|" + "---|" * len(VARIANTS)]
     for pair, runs in by_pair.items():
         cells = [f"{float(runs[v]['dice']):.4f}" + (f" (+{runs[v]['finish_seconds']} s)" if runs[v]["finish_seconds"]
                                                     else "") if v in runs else "" for v in VARIANTS]
         lines.append(f"| {pair} | " + " | ".join(cells) + " |")
-    for group in ("whole head", "ICBM"):
-        means = []
-        for variant in VARIANTS:
-            values = [float(runs[variant]["dice"]) for pair, runs in by_pair.items()
-                      if pair.startswith(group) and variant in runs]
-            means.append(f"{sum(values) / len(values):.4f}" if values else "")
-        lines.append(f"| mean, {group} | " + " | ".join(means) + " |")
+    lines += row_log.mean_lines(by_pair, VARIANTS, ("whole head", "ICBM"))
     return "\n".join(lines) + "\n\nIn brackets: the seconds the finish took (one thread, a shared machine).\n"
 
 

@@ -28,23 +28,13 @@ MALF_TRAINING_PAIRS = (("1010", "1011"), ("1014", "1015"), ("1012", "1013"), ("1
 
 
 def table(rows: list[dict]) -> str:
-    by_pair: dict = {}
-    for row in rows:
-        by_pair.setdefault(row["pair"], {})[row["variant"]] = row
+    by_pair = row_log.by_pair(rows)
     lines = ["| pair | move (mm) | " + " | ".join(VARIANTS) + " |", "|---|---|" + "---|" * len(VARIANTS)]
     for pair, runs in by_pair.items():
         move = next((runs[v]["move_mm"] for v in runs), "")
         lines.append(f"| {pair} | {move} | " + " | ".join(f"{float(runs[v]['dice']):.4f}" if v in runs else ""
                                                          for v in VARIANTS) + " |")
-    for group in ("ICBM", "whole head", "malf2012"):
-        means = []
-        for variant in VARIANTS:
-            values = [float(runs[variant]["dice"]) for pair, runs in by_pair.items()
-                      if pair.startswith(group) and variant in runs]
-            means.append(f"{sum(values) / len(values):.4f}" if values else "")
-        lines.append(f"| mean, {group} | | " + " | ".join(means) + " |")
-    return "\n".join(lines) + "\n"
-
+    return "\n".join(lines + row_log.mean_lines(by_pair, VARIANTS, ("ICBM", "whole head", "malf2012"), 1)) + "\n"
 
 def main() -> None:
     args, log, rows, done = row_log.start(str(whole_head.CACHE), ("pair", "variant"))

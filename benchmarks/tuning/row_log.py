@@ -32,6 +32,28 @@ def record(path: Path, keys: list[str], rows: list[dict], row: dict) -> None:
     print(row, flush=True)
 
 
+def by_pair(rows: list[dict]) -> dict[str, dict[str, dict]]:
+    """The rows as {pair: {variant: row}}."""
+    pairs: dict = {}
+    for row in rows:
+        pairs.setdefault(row["pair"], {})[row["variant"]] = row
+    return pairs
+
+
+def mean_lines(pairs: dict[str, dict[str, dict]], variants, groups, empty_columns: int = 0) -> list[str]:
+    """A table line per group (pairs whose name starts with it): the mean Dice of each variant, after
+    ``empty_columns`` empty cells."""
+    lines = []
+    for group in groups:
+        means = []
+        for variant in variants:
+            values = [float(runs[variant]["dice"]) for pair, runs in pairs.items()
+                      if pair.startswith(group) and variant in runs]
+            means.append(f"{sum(values) / len(values):.4f}" if values else "")
+        lines.append(f"| mean, {group} | " + "| " * empty_columns + " | ".join(means) + " |")
+    return lines
+
+
 def start(cache: str, keys: tuple[str, str]) -> tuple[argparse.Namespace, Path, list[dict], set]:
     """A tuning script's command line (OUT.md, ``--threads``, default 1, ``--cache``, default ``cache``), its torch
     threads set, and its row log: (arguments, log path, the rows already there, their ``keys`` values)."""
