@@ -39,7 +39,7 @@ from .numerics import flush_denormals
 from .optimisation import (INSTANCE_OPT_SETTINGS, VSVF_OPT_SETTINGS, AffineParameters, PriorDeformation,
                            SimilarityMasks, VSVFSettings, field_of_view, optimise_affine, optimise_vsvf)
 from .optimisation.affine_opt import PITCH_STARTS_DEG, finish_affine, pitched_starts
-from .optimisation.affine_polish import AGREEMENT_MM, polish_affine, polish_move_mm
+from .optimisation.affine_polish import AGREEMENT_MM, agreeing_polish, polish_affine, polish_move_mm
 from .optimisation.contrast_check import SAME_CONTRAST_MIN, contrast_agreement
 from .optimisation.deformation_check import DeformationJudge
 from .preprocess import centre_of_mass, normalise_intensity, resample_to_grid
@@ -603,17 +603,19 @@ def _optimised_affine(request: _Request, inputs: _Inputs, report_progress: Stage
 def _polished(request: _Request, inputs: _Inputs, affine: AffineParameters, timings: dict,
               stage: str = "affine") -> tuple[AffineParameters, Optional[dict]]:
     """The optimised affine's last step at the images' own resolution (``affine_polish``, its seconds added to
-    ``timings[stage]``) and what it did: kept with mutual information; with local correlation only when it moves
-    the sampled voxels less than ``AGREEMENT_MM``. None when the affine optimisation is asked for no iterations
-    (the start is kept as it is)."""
+    ``timings[stage]``) and what it did (kept, and how far it moved the sampled voxels): kept with mutual
+    information; with local correlation only while no step moves them by ``AGREEMENT_MM`` or more (it stops at the
+    first that does). None when the affine optimisation is asked for no iterations (the start is kept as it is)."""
     if request.affine_iterations == 0:
         return affine, None
     tick = time.perf_counter()
-    polished = polish_affine(inputs.judge, affine, inputs.fixed_centre)
-    move = polish_move_mm(inputs.judge, affine, polished)
-    kept = request.similarity == "mi" or move < AGREEMENT_MM
+    if request.similarity == "mi":
+        polished = polish_affine(inputs.judge, affine, inputs.fixed_centre)
+        move = polish_move_mm(inputs.judge, affine, polished)
+    else:
+        polished, move = agreeing_polish(inputs.judge, affine, inputs.fixed_centre, AGREEMENT_MM)
     timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - tick
-    return (polished if kept else affine), {"kept": kept, "move_mm": round(move, 3)}
+    return (polished or affine), {"kept": polished is not None, "move_mm": round(move, 3)}
 
 
 def _run_optimisation(request: _Request, inputs: _Inputs, report_progress: StagedProgress, timings: dict,

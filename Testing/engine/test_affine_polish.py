@@ -6,7 +6,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from avsm.optimisation import AffineParameters
-from avsm.optimisation.affine_polish import AGREEMENT_MM, polish_affine, polish_move_mm
+from avsm.optimisation.affine_polish import AGREEMENT_MM, agreeing_polish, polish_affine, polish_move_mm
 from avsm.optimisation.deformation_check import DeformationJudge
 from avsm.preprocess import centre_of_mass, normalise_intensity
 
@@ -87,8 +87,9 @@ def test_the_polish_move_is_the_root_mean_square_distance_between_where_two_affi
 
 def test_after_local_correlation_the_polish_is_kept_only_where_it_agrees_with_the_working_grid_affine(monkeypatch):
     """The sample T1 against a rigidly moved copy of itself (one anatomy): the polish moves the affine by a fraction
-    of a millimetre and is kept, within 0.35 mm of the truth. Two subjects (the sample pair): it would move the
-    affine by about a millimetre, towards what mutual information over the whole image prefers, and is not kept.
+    of a millimetre and is kept, within 0.35 mm of the truth. Two subjects (the sample pair): it moves the affine
+    towards what mutual information over the whole image prefers, stops once the move reaches the limit and is not
+    kept.
     With mutual information it is always kept; with no affine iterations there is none."""
     from avsm import pipeline, register
 
@@ -107,14 +108,29 @@ def test_after_local_correlation_the_polish_is_kept_only_where_it_agrees_with_th
     one_anatomy = register(fixed, moving, **options).report
     assert one_anatomy["affine_polish"]["kept"] is True
     assert one_anatomy["affine_polish"]["move_mm"] < AGREEMENT_MM and error_mm(one_anatomy) < 0.35
-    monkeypatch.setattr(pipeline, "AGREEMENT_MM", 0.0)
+    monkeypatch.setattr(pipeline, "AGREEMENT_MM", 0.0)  # the first step already moves too far: the polish stops
     unpolished = register(fixed, moving, **options).report
-    assert unpolished["affine_polish"] == dict(one_anatomy["affine_polish"], kept=False)
+    assert unpolished["affine_polish"]["kept"] is False
+    assert 0.0 < unpolished["affine_polish"]["move_mm"] < one_anatomy["affine_polish"]["move_mm"]
     assert np.abs(np.array(unpolished["affine_matrix"]) - np.array(one_anatomy["affine_matrix"])).max() > 1e-4
     monkeypatch.setattr(pipeline, "AGREEMENT_MM", AGREEMENT_MM)
     pair = (SAMPLE_DATA / "fixed_t1_2mm.nii.gz", SAMPLE_DATA / "moving_t1_2mm.nii.gz")
     two_subjects = register(*pair, **options).report["affine_polish"]
-    assert two_subjects["kept"] is False and two_subjects["move_mm"] > AGREEMENT_MM
+    assert two_subjects["kept"] is False and two_subjects["move_mm"] >= AGREEMENT_MM
     with_mi = register(*pair, method="affine", similarity="mi", device="cpu").report["affine_polish"]
     assert with_mi["kept"] is True
     assert register(*pair, method="affine", device="cpu", affine_iterations=0).report["affine_polish"] is None
+
+
+def test_the_agreeing_polish_is_the_polish_itself_or_stops_at_the_first_step_that_moves_too_far():
+    fixed, moving, truth = _inverted_pair()
+    samples = DeformationJudge.of(fixed, moving)
+    start = AffineParameters(np.eye(3), np.array([2.0, -1.5, 1.0]))
+    centre = centre_of_mass(fixed)
+    polished = polish_affine(samples, start, centre, iterations=12)
+    whole_move = polish_move_mm(samples, start, polished)
+    agreed, largest = agreeing_polish(samples, start, centre, limit_mm=np.inf, iterations=12)
+    assert np.array_equal(agreed.matrix, polished.matrix) and np.array_equal(agreed.translation, polished.translation)
+    assert largest >= whole_move > 0.0
+    stopped, move = agreeing_polish(samples, start, centre, limit_mm=0.5 * whole_move, iterations=12)
+    assert stopped is None and 0.5 * whole_move <= move
