@@ -404,9 +404,9 @@ def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_
                  affine_spacing: Optional[float] = None, spacing_given: bool = True) -> _Inputs:
     """Read and check every input, normalise, resample onto the working grids, find the affine's start and build
     the full-resolution sample (``judge``), which scores a deformable stage's results and takes the affine its
-    last step; ``affine_spacing``: the affine optimisation's own working grid
-    when it is not ``spacing`` (built when the affine optimisation first asks for it). Unless ``spacing_given``,
-    neither grid is finer than the finest voxel of the two images (:func:`_no_finer_than_the_images`)."""
+    last step. ``affine_spacing``: the affine optimisation's own working grid when it is not ``spacing`` (built when
+    the affine optimisation first asks for it). Unless ``spacing_given``, neither grid is finer than the finest
+    voxel of the two images (:func:`_no_finer_than_the_images`)."""
     fixed_image = read_intensity_image(fixed, "fixed")
     moving_image = read_intensity_image(moving, "moving")
     moving_label_image = read_label_map(moving_labels, "moving labels", moving_image) if moving_labels is not None else None
@@ -436,8 +436,8 @@ def _read_inputs(fixed, moving, fixed_labels, moving_labels, fixed_mask, moving_
                                     moving_grid, device)
     return _Inputs(fixed_image, moving_image, fixed_label_image, moving_label_image, fixed_w.to(device), fixed_grid,
                    moving_w.to(device), moving_grid, masks, affine_masks,
-                   DeformationJudge.of(fixed_norm, moving_norm, fixed_mask_image, moving_mask_image), fixed_centre, initial, source, (fixed_norm, moving_norm),
-                   (fixed_mask_image, moving_mask_image), affine_spacing)
+                   DeformationJudge.of(fixed_norm, moving_norm, fixed_mask_image, moving_mask_image), fixed_centre,
+                   initial, source, (fixed_norm, moving_norm), (fixed_mask_image, moving_mask_image), affine_spacing)
 
 
 def _no_finer_than_the_images(spacing: float, fixed_image: sitk.Image, moving_image: sitk.Image) -> float:
