@@ -49,9 +49,9 @@ def agreeing_polish(samples: DeformationJudge, init: AffineParameters, centre: S
     """:func:`polish_affine` while it agrees with ``init``: (its result, the largest move) when no step moved the
     sampled voxels by ``limit_mm`` or more (:func:`polish_move_mm`), else (None, the move of the step that did),
     stopping there."""
-    affine, largest = init, 0.0
+    affine, largest, points = init, 0.0, _points_mm(samples)
     for affine in _polish_steps(samples, init, centre, iterations, learning_rate):
-        move = polish_move_mm(samples, init, affine)
+        move = _rms_move(points, init, affine)
         if move >= limit_mm:
             return None, move
         largest = max(largest, move)
@@ -77,6 +77,14 @@ def _polish_steps(samples: DeformationJudge, init: AffineParameters, centre: Seq
 
 def polish_move_mm(samples: DeformationJudge, before: AffineParameters, after: AffineParameters) -> float:
     """Root mean square distance (mm) between where ``before`` and ``after`` send the sampled fixed voxels."""
-    points = samples.points.reshape(3, -1).double().cpu().numpy()
+    return _rms_move(_points_mm(samples), before, after)
+
+
+def _points_mm(samples: DeformationJudge) -> np.ndarray:
+    """The sampled fixed voxels, ``3 x N`` LPS mm."""
+    return samples.points.reshape(3, -1).double().cpu().numpy()
+
+
+def _rms_move(points: np.ndarray, before: AffineParameters, after: AffineParameters) -> float:
     moved = (after.matrix - before.matrix) @ points + (after.translation - before.translation)[:, None]
     return float(np.sqrt((moved ** 2).sum(axis=0).mean()))
