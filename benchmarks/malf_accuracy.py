@@ -41,7 +41,7 @@ Usage::
     python benchmarks/malf_accuracy.py --quick                     # 1 pair, all methods
     python benchmarks/malf_accuracy.py --pairs 90 --methods affine-net,avsm,avsm-3,avsm-io,voxelmorph \
         --threads 1 --shard 0/2 --out shard0.csv                     # and --shard 1/2 beside it
-    python benchmarks/malf_accuracy.py --merge shard0_pairs.csv,shard1_pairs.csv --out all.md
+    python benchmarks/malf_accuracy.py --merge shard0_pairs.csv,shard1_pairs.csv --threads 1 --out all.md
         # later files replace the same (method, pair) rows of earlier ones; --methods picks and orders the rows;
         # only the pairs every method finished are summarised
     python benchmarks/malf_accuracy.py --pairs 10 --out benchmarks/results/malf_accuracy.md
@@ -450,7 +450,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="threads for every method (default 2)")
     ap.add_argument("--similarity", default="auto", help="the similarity of the avsm rows: auto, lncc or mi")
     ap.add_argument("--shard", default=None, help="K/N: run only pairs k with k %% N == K (parallel processes)")
-    ap.add_argument("--merge", default=None, help="comma list of per-pair CSVs to summarise instead of running")
+    ap.add_argument("--merge", default=None, help="comma list of per-pair CSVs to summarise instead of running "
+                                                  "(give the shards' --threads too: the header states it)")
     ap.add_argument("--resume", action="store_true",
                     help="keep the rows already in <out stem>_pairs.csv and run only the missing or failed ones")
     args = ap.parse_args(argv)

@@ -8,7 +8,7 @@ per combination. The held-out evaluation subjects 1000-1009 are refused.
 
 Usage::
 
-    python benchmarks/tuning/network_steps.py --model brain_avsm_cpu_3mm_dice --network-vsvf-steps 2,3,4
+    python benchmarks/tuning/network_steps.py --model brain_avsm_cpu_3mm_long --network-vsvf-steps 2,3,4
     python benchmarks/tuning/network_steps.py --model runs/x/model.pt --network-affine-steps 5,7 \\
         --network-vsvf-steps 3 --out steps.md
     python benchmarks/tuning/network_steps.py --network-vsvf-steps 3 --working-spacing 2,2.5,3 --threads 1
