@@ -25,7 +25,7 @@ def _register_arguments(parser: argparse.ArgumentParser, with_inputs: bool = Tru
     parser.add_argument("-o", "--output", required=with_inputs, default=None, help="output folder")
     parser.add_argument("--preset", default=None, choices=PRESET_NAMES,
                         help="; ".join(f"{p.name}: {p.description.rstrip('.')}" for p in PRESETS.values())
-                        + f" (with no --method: {DEFAULT_PRESET})")
+                        + f"; when no --method is given: {DEFAULT_PRESET}")
     parser.add_argument("--method", default=None, help=f"{' | '.join(METHOD_NAMES)}: the method alone, with its own "
                         "defaults (instead of a preset)")
     parser.add_argument("--moving-labels", default=None, help="label map on the moving image's grid")

@@ -17,6 +17,7 @@ as they come; rows already there are kept.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -46,8 +47,8 @@ def candidate_models(model: Path, folder: Path) -> None:
     spacing = float(torch.load(model, map_location="cpu", weights_only=True)["working_spacing_mm"])
     # the bundled model's test-time grid when the candidate trained on the same grid, else its own training grid
     inference = avsm_entry.get("inference_spacing_mm") if spacing == avsm_entry.get("working_spacing_mm") else None
-    entries = [dict(avsm_entry, name=f"candidate {model.name}", file="candidate.pt", sha256=sha256_of(model),
-                    working_spacing_mm=spacing, inference_spacing_mm=inference)]
+    entries = [{"name": f"candidate {model.name}", "method": "avsm", "file": "candidate.pt", "sha256": sha256_of(model),
+                "working_spacing_mm": spacing, "inference_spacing_mm": inference}]
     shutil.copy(model, folder / "candidate.pt")
     for entry in bundled:
         if entry["method"] != "avsm":
@@ -75,7 +76,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--model", default=None, help="a model or training checkpoint in the bundled AVSM model's place")
-    ap.add_argument("--label", default=None, help="its column's name (default: the file's name; 'shipped' without)")
+    ap.add_argument("--label", default=None, help="its column's name (default: the file's name without its suffix; 'shipped' without)")
     ap.add_argument("--presets", default="fast")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -85,6 +86,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.model:
         folder = Path(tempfile.mkdtemp(prefix="avsm_candidate_"))
+        atexit.register(shutil.rmtree, folder, True)
         candidate_models(Path(args.model).resolve(), folder)
         os.environ["AVSM_MODELS_DIR"] = str(folder)
     import avsm
@@ -119,5 +121,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     main()
