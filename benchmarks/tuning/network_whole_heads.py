@@ -72,18 +72,16 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines + row_log.mean_lines(pairs, variants, ("whole head", "ICBM"))) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("out")
+def _arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--model", default=None, help="a model or training checkpoint in the bundled AVSM model's place")
-    ap.add_argument("--label", default=None, help="its column's name (default: the file's name without its suffix; 'shipped' without)")
+    ap.add_argument("--label", default=None,
+                    help="its column's name (default: the file's name without its suffix; 'shipped' without)")
     ap.add_argument("--presets", default="fast")
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-    label = args.label or (Path(args.model).stem if args.model else "shipped")
-    import torch
 
-    torch.set_num_threads(args.threads)
+
+def main() -> None:
+    args, log, rows, done = row_log.start(str(whole_head.CACHE), ("pair", "variant"), _arguments)
+    label = args.label or (Path(args.model).stem if args.model else "shipped")
     if args.model:
         folder = Path(tempfile.mkdtemp(prefix="avsm_candidate_"))
         atexit.register(shutil.rmtree, folder, True)
@@ -93,12 +91,8 @@ def main() -> None:
     from avsm.inference import default_model
 
     print(f"AVSM model: {default_model('avsm', None).name}", flush=True)
-
-    log = row_log.rows_path(args.out)
-    rows = row_log.read_rows(log)
-    done = {(row["pair"], row["variant"]) for row in rows}
     bench = whole_head.bench
-    cases = [(name, f, m) for name, f, m in pitch_starts.cases(Path(whole_head.CACHE)) if "_T1_k" in m]
+    cases = [(name, f, m) for name, f, m in pitch_starts.cases(Path(args.cache)) if "_T1_k" in m]
     for preset in args.presets.split(","):
         variant = f"{label}, {preset}"
         for name, fixed, moving in cases:

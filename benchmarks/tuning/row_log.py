@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
+from typing import Callable, Optional
 
 
 def rows_path(out: str) -> Path:
@@ -54,13 +55,17 @@ def mean_lines(pairs: dict[str, dict[str, dict]], variants, groups, empty_column
     return lines
 
 
-def start(cache: str, keys: tuple[str, str]) -> tuple[argparse.Namespace, Path, list[dict], set]:
-    """A tuning script's command line (OUT.md, ``--threads``, default 1, ``--cache``, default ``cache``), its torch
-    threads set, and its row log: (arguments, log path, the rows already there, their ``keys`` values)."""
+def start(cache: str, keys: tuple[str, str], add_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None
+          ) -> tuple[argparse.Namespace, Path, list[dict], set]:
+    """A tuning script's command line (OUT.md, ``--threads``, default 1, ``--cache``, default ``cache``, and what
+    ``add_arguments`` adds), its torch threads set, and its row log: (arguments, log path, the rows already there,
+    their ``keys`` values)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=cache)
+    if add_arguments is not None:
+        add_arguments(ap)
     args = ap.parse_args()
     import torch
 
